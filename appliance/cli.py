@@ -1,0 +1,329 @@
+"""The ``cra`` command line: parse arguments, call the library, print with rich.
+
+This is the only module that knows about the terminal. Library errors (``CraError``)
+become one red line and an exit code: 0 done, 1 failed, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from appliance.config import Home, Settings, load_settings
+from appliance.errors import CraError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class App:
+    """What every command needs, opened lazily so ``--help`` never touches the DB."""
+
+    home: Home
+    _settings: Settings | None = None
+    _db: Any = None
+    cleanup: list[Callable[[], None]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.home)
+        return self._settings
+
+    @property
+    def db(self) -> Any:
+        if self._db is None:
+            from appliance.db.core import Database
+
+            self._db = Database(self.home.db_path)
+            self.cleanup.append(self._db.close)
+        return self._db
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@contextmanager
+def progress_bar() -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar fed by ``progress(step, done, total)`` callbacks from the library."""
+    bar = Progress(
+        SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=err_console, transient=False,
+        disable=not err_console.is_terminal,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(step: str, done: int, total: int) -> None:
+        if step not in tasks:
+            tasks[step] = bar.add_task(step, total=total or None)
+        bar.update(tasks[step], completed=done, total=total or None)
+
+    with bar:
+        yield update
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), envvar="CRA_HOME",
+    help="State folder (corpus/, packages/, manifests/, adapters/, var/). Default: $CRA_HOME or the current directory.",
+)
+@click.version_option(package_name="cra", prog_name="cra", message="%(prog)s %(version)s")
+@click.pass_context
+def cli(ctx: click.Context, home: Path | None) -> None:
+    """cra: mine real git history into coding tasks, run a local agent on them, and train
+    adapters from what it did. Runs offline; only `cra corpus add` uses the network."""
+    app = App(Home.from_env(home))
+    ctx.obj = app
+    ctx.call_on_close(lambda: [f() for f in app.cleanup])
+
+
+# --------------------------------------------------------------------------- doctor
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_app
+def doctor(app: App, as_json: bool) -> None:
+    """Show what is installed, which optional parts work, and where state lives."""
+    from appliance.doctor import report
+
+    data = report(app.home, app.settings)
+    if as_json:
+        emit_json(data)
+        return
+    console.print(f"[bold]cra {data['cra']}[/]  python {data['python']}")
+    console.print(f"home    {data['home']}\nconfig  {data['config']}")
+    db = data["db"]
+    assert isinstance(db, dict)
+    state = f"schema v{db['schema_version']}" if db.get("exists") else "not created yet"
+    console.print(f"db      {db['path']} ({state})")
+    table = Table("part", "status", "detail", "install", title="tools and optional parts")
+    for row in [*data["tools"], *data["optional"]]:  # type: ignore[misc]
+        mark = "[green]ok[/]" if row["ok"] else "[yellow]missing[/]" if row["extra"] else "[red]warn[/]"
+        table.add_row(row["name"], mark, escape(row["detail"]), escape(row["hint"]))
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- corpus
+
+
+@cli.group()
+def corpus() -> None:
+    """Repo packages: add (connected side), export to USB, import (air-gapped side)."""
+
+
+@corpus.command("add")
+@click.argument("source", required=False)
+@click.option("--name", help="Name of the repo package (default: from SOURCE).")
+@click.option("--test-cmd", help="Command that runs the tests (default: python -m pytest).")
+@click.option("--python", "python", metavar="X.Y", help="Python version of the air-gapped box (default: this one).")
+@click.option("--from-catalog", "catalog_name", metavar="NAME", help="Take URL and hints from corpus/catalog.toml.")
+@click.option("--find-links", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A local wheel folder to use (repeatable).")
+@click.option("--no-index", is_flag=True, help="Use only --find-links folders, never a package index.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@pass_app
+def corpus_add(
+    app: App, source: str | None, name: str | None, test_cmd: str | None, python: str | None,
+    catalog_name: str | None, find_links: tuple[Path, ...], no_index: bool, as_json: bool,
+) -> None:
+    """Turn SOURCE (a git URL or local path) into a repo package.
+
+    Clones with full history into corpus/NAME/repo, mines and filters every commit on the
+    default branch, locks the dependencies of every dependency era, downloads their wheels
+    into packages/NAME/ and proves them installable offline, then writes manifests/NAME.json
+    and registers everything in the database. Needs the network unless --no-index.
+    """
+    from appliance.corpus import add_repo
+
+    if catalog_name:
+        from appliance.catalog import find_entry
+
+        entry = find_entry(catalog_name)
+        source = source or entry.url
+        name = name or entry.name
+        test_cmd = test_cmd or getattr(entry, "test_cmd", None)
+    if not source:
+        raise click.UsageError("give SOURCE or --from-catalog NAME")
+    settings = app.settings
+    if find_links:
+        settings.packaging.find_links = [str(p.resolve()) for p in find_links] + settings.packaging.find_links
+    if no_index:
+        settings.packaging.no_index = True
+    with progress_bar() as tick:
+        result = add_repo(app.home, app.db, settings, source, name=name, test_cmd=test_cmd, python=python, progress=tick)
+    if as_json:
+        emit_json({
+            "name": result.name, "commits": result.commits, "kept": result.kept, "wheels": result.wheels,
+            "manifest": str(result.manifest),
+            "eras": [{"key": e.key[:12], "status": e.status, "commits": len(e.commits), "error": e.error} for e in result.eras],
+        })
+        return
+    console.print(
+        f"[green]added[/] {result.name}: {result.commits} commits, {result.kept} kept, "
+        f"{len(result.eras)} dependency eras, {result.wheels} wheels -> {result.manifest}"
+    )
+    for era in result.unresolvable:
+        err_console.print(f"[yellow]era {era.key[:12]} ({len(era.commits)} commits) unresolvable:[/] {escape(era.error or '')}")
+
+
+@corpus.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def corpus_list(app: App, as_json: bool) -> None:
+    """List the repo packages in the database."""
+    from appliance.db.corpus import list_repos
+
+    rows = list_repos(app.db)
+    if as_json:
+        emit_json(rows)
+        return
+    table = Table("name", "commits", "kept", "eras", "python", "source", "head", "origin")
+    for r in rows:
+        table.add_row(r["name"], str(r["commits"]), str(r["kept"]), str(r["eras"]), r["python_version"],
+                      r["source"], r["head_sha"][:10], r["origin_url"])
+    console.print(table if rows else "no repo packages yet: add one with 'cra corpus add SOURCE'")
+
+
+@corpus.command("funnel")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def corpus_funnel(app: App, name: str, as_json: bool) -> None:
+    """Show how many commits each filter stage rejected, and why."""
+    from appliance.db.corpus import funnel
+
+    data = funnel(app.db, name)
+    if as_json:
+        emit_json(data)
+        return
+    print_funnel(data)
+
+
+def print_funnel(data: dict[str, Any]) -> None:
+    table = Table("stage", "entered", "rejected", "left", title=f"{data['repo']}: commit funnel")
+    for s in data["stages"]:
+        table.add_row(s["stage"], str(s["entered"]), str(s["rejected"]), str(s["left"]))
+    table.add_row("[bold]kept[/]", "", "", f"[bold]{data['kept']}[/] ({data['kept_pct']}%)")
+    console.print(table)
+    if data["reasons"]:
+        reasons = Table("stage", "reason", "commits", title="rejection reasons")
+        for r in data["reasons"]:
+            reasons.add_row(r["stage"], r["reason"], str(r["n"]))
+        console.print(reasons)
+
+
+@corpus.command("export")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--to", "dest", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Destination folder, e.g. the USB stick's mount point.")
+@click.option("--with-appliance", is_flag=True,
+              help="Also write a wheelhouse that installs cra itself (with its llama extra) offline.")
+@pass_app
+def corpus_export(app: App, names: tuple[str, ...], dest: Path, with_appliance: bool) -> None:
+    """Write repo packages to DEST: git bundle, wheels, locks, manifest and SHA256SUMS."""
+    from appliance.bundle import export_appliance, export_package
+    from appliance.db.corpus import get_repo
+
+    for name in names:
+        get_repo(app.db, name)  # a clear error before any file is written
+    with progress_bar() as tick:
+        for name in names:
+            result = export_package(app.home, name, dest, progress=lambda d, t, n=name: tick(n, d, t))
+            console.print(f"[green]exported[/] {name} -> {result.path} ({result.written} written, {result.skipped} unchanged)")
+        if with_appliance:
+            path = export_appliance(dest)
+            console.print(f"[green]appliance wheelhouse[/] -> {path}")
+
+
+@corpus.command("import")
+@click.argument("src", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@pass_app
+def corpus_import(app: App, src: Path) -> None:
+    """Verify and import repo packages from SRC (a package folder or a USB root). Never uses the network."""
+    from appliance.bundle import import_package
+
+    result = import_package(app.home, src, app.db)
+    for name in result.names:
+        console.print(f"[green]imported[/] {name}")
+
+
+@corpus.command("catalog")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def corpus_catalog(as_json: bool) -> None:
+    """Show the repos of corpus/catalog.toml (url, domain, roles, tier)."""
+    from dataclasses import asdict
+
+    from appliance.catalog import load_catalog
+
+    entries = load_catalog()
+    if as_json:
+        emit_json([asdict(e) for e in entries])
+        return
+    table = Table("name", "tier", "roles", "domain", "url", title="corpus catalog")
+    for e in entries:
+        table.add_row(e.name, e.tier, "".join(e.roles), e.domain, e.url)
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@cli.command()
+@click.option("--wheels", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Local wheel folder for the sample's dependencies (default: .cache/wheels, filled by scripts/bootstrap.sh).")
+@click.pass_context
+def demo(ctx: click.Context, wheels: Path | None) -> None:
+    """The main job, end to end with no network: package the bundled sample repo, export it
+    as a USB bundle, import it into a fresh air-gapped home and print its funnel."""
+    from appliance.demo import run_demo
+
+    app: App = ctx.obj
+    with progress_bar() as tick:
+        result = run_demo(app.home, wheels=wheels, progress=tick)
+    console.print(f"connected home: {result.connected_home}\nUSB folder:     {result.usb}\nair-gapped home: {result.airgapped_home}")
+    print_funnel(result.funnel)
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and map errors to exit codes (never a traceback for an expected error)."""
+    try:
+        cli.main(args=argv, prog_name="cra", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return 2 if isinstance(exc, click.UsageError) else exc.exit_code
+    except click.Abort:
+        err_console.print("[red]aborted[/]")
+        return 130
+    except KeyboardInterrupt:
+        err_console.print("[red]interrupted[/]: finished work is saved; run the same command again to resume")
+        return 130
+    except CraError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

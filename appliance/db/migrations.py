@@ -1,0 +1,178 @@
+"""Forward-only, named, transactional migrations of the raw DB.
+
+Each migration runs in its own ``BEGIN IMMEDIATE`` transaction together with the row that
+records it, so a crash mid-migration leaves the previous version intact. ``PRAGMA
+user_version`` mirrors the latest applied version for cheap checks.
+
+Tables planned by later issues and the migrations that will add them: tasks and
+validations (harness validate), runs, llm_calls, retrievals, plans (harness run),
+triples (plan-diff scoring), training_datasets, adapters (train / eval). Every one of them
+hangs off ``repos.id`` / ``commits.id`` defined here.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+from appliance.errors import BadInput
+
+if TYPE_CHECKING:
+    from appliance.db.core import Database
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(
+        1,
+        "corpus: repos, eras, commits",
+        """
+        CREATE TABLE repos (
+            id              INTEGER PRIMARY KEY,
+            name            TEXT NOT NULL UNIQUE,
+            origin_url      TEXT NOT NULL,
+            head_sha        TEXT NOT NULL,
+            default_branch  TEXT NOT NULL,
+            python_version  TEXT NOT NULL,
+            test_cmd        TEXT NOT NULL,
+            source          TEXT NOT NULL CHECK (source IN ('added', 'imported')),
+            manifest_sha256 TEXT,
+            created_at      TEXT NOT NULL,
+            updated_at      TEXT NOT NULL
+        );
+        CREATE TABLE eras (
+            id             INTEGER PRIMARY KEY,
+            repo_id        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+            key            TEXT NOT NULL,
+            requirements   TEXT NOT NULL,  -- JSON list
+            build_requires TEXT NOT NULL,  -- JSON list
+            first_commit   TEXT NOT NULL,
+            lock_path      TEXT,
+            lock_sha256    TEXT,
+            status         TEXT NOT NULL CHECK (status IN ('pending', 'locked', 'unresolvable')),
+            error          TEXT,
+            UNIQUE (repo_id, key)
+        );
+        CREATE TABLE commits (
+            id            INTEGER PRIMARY KEY,
+            repo_id       INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+            sha           TEXT NOT NULL,
+            parent_sha    TEXT,
+            author_date   TEXT NOT NULL,
+            author_ts     INTEGER NOT NULL,
+            title         TEXT NOT NULL,
+            message       TEXT NOT NULL,
+            is_merge      INTEGER NOT NULL DEFAULT 0,
+            status        TEXT NOT NULL CHECK (status IN ('kept', 'rejected')),
+            reject_stage  TEXT,
+            reject_reason TEXT,
+            files_changed INTEGER NOT NULL,
+            lines_added   INTEGER NOT NULL,
+            lines_deleted INTEGER NOT NULL,
+            files         TEXT NOT NULL,  -- JSON list of FileChange
+            symbols       TEXT NOT NULL,  -- JSON {path: [symbol, ...]}
+            scores        TEXT NOT NULL,  -- JSON {name: float}
+            era_id        INTEGER REFERENCES eras(id) ON DELETE SET NULL,
+            UNIQUE (repo_id, sha),
+            CHECK ((status = 'kept') = (reject_stage IS NULL))
+        );
+        CREATE INDEX commits_repo_status ON commits (repo_id, status);
+        CREATE INDEX commits_repo_time ON commits (repo_id, author_ts);
+        """,
+    ),
+    Migration(
+        2,
+        "tasks: gold-patch validation outcomes",
+        # One row per (repo, commit) that validation tried, whatever the outcome, so a rerun
+        # skips it and the per-status counts are a query. Keyed by sha rather than
+        # commits.id: re-importing a package replaces its commit rows, shas stay.
+        # Patches are BLOBs: a diff of a latin-1 file is not valid UTF-8 text.
+        """
+        CREATE TABLE tasks (
+            id            INTEGER PRIMARY KEY,
+            repo_id       INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+            sha           TEXT NOT NULL,
+            parent_sha    TEXT,
+            status        TEXT NOT NULL CHECK (status IN ('valid', 'no_fail_to_pass',
+                              'env_error', 'patch_error', 'timeout', 'flaky')),
+            reason        TEXT,
+            instruction   TEXT NOT NULL,
+            test_patch    BLOB NOT NULL,
+            gold_patch    BLOB NOT NULL,
+            test_files    TEXT NOT NULL,  -- JSON list: the test files run
+            fail_to_pass  TEXT NOT NULL,  -- JSON list of pytest node ids
+            pass_to_pass  TEXT NOT NULL,  -- JSON list
+            flaky         TEXT NOT NULL,  -- JSON list
+            outcomes      TEXT NOT NULL,  -- JSON {run: {node id: outcome}}
+            env_key       TEXT,
+            isolation     TEXT,
+            durations     TEXT NOT NULL,  -- JSON {step: seconds}
+            log_path      TEXT,
+            supplemented  INTEGER NOT NULL DEFAULT 0,
+            created_at    TEXT NOT NULL,
+            UNIQUE (repo_id, sha)
+        );
+        CREATE INDEX tasks_repo_status ON tasks (repo_id, status);
+        """,
+    ),
+]
+
+LATEST = MIGRATIONS[-1].version
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def migrate(db: Database) -> list[int]:
+    """Apply every migration newer than the DB; returns the versions applied."""
+    conn = db.conn
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    newest = max(applied, default=0)
+    if newest > LATEST:
+        raise BadInput(
+            f"the database is at schema version {newest}, newer than this cra knows ({LATEST})",
+            path=db.path,
+            hint="upgrade cra, or point CRA_HOME at another state folder",
+        )
+    done: list[int] = []
+    for m in MIGRATIONS:
+        if m.version in applied:
+            continue
+        with db.write() as c:
+            # executescript would COMMIT our transaction; run statements one by one instead.
+            for statement in _statements(m.sql):
+                c.execute(statement)
+            c.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                (m.version, m.name, _now()),
+            )
+            c.execute(f"PRAGMA user_version = {m.version}")
+        done.append(m.version)
+    return done
+
+
+def _statements(sql: str) -> list[str]:
+    parts: list[str] = []
+    buf = ""
+    for line in sql.splitlines():
+        stripped = line.split("--", 1)[0]
+        buf += stripped + "\n"
+        if stripped.rstrip().endswith(";") and sqlite3.complete_statement(buf):
+            parts.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        parts.append(buf.strip())
+    return parts

@@ -1,0 +1,111 @@
+"""``cra doctor``: what is installed, which optional parts work, where state lives.
+
+Checks are cheap on purpose (package metadata, ``shutil.which``), never an import of torch
+or vllm, so doctor answers in well under a second even on a box without a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import platform
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from importlib import metadata
+
+from appliance import __version__
+from appliance.config import Home, Settings, describe_settings
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    extra: str = ""  # the extra that provides it, for the install hint
+
+    @property
+    def hint(self) -> str:
+        if self.ok or not self.extra:
+            return ""
+        return f"pip install 'cra[{self.extra}]'"
+
+
+OPTIONAL = (
+    # (distribution, import name, extra, what it is for)
+    ("uv", None, "fast", "fast offline installs"),
+    ("llama-cpp-python", "llama_cpp", "llama", "in-process GGUF inference"),
+    ("gguf", "gguf", "llama", "GGUF conversion of models and adapters"),
+    ("torch", "torch", "train", "LoRA training"),
+    ("transformers", "transformers", "train", "LoRA training"),
+    ("peft", "peft", "train", "LoRA adapters"),
+    ("trl", "trl", "train", "SFT / DPO trainers"),
+    ("datasets", "datasets", "train", "dataset loading"),
+    ("vllm", "vllm", "gpu", "serving with per-request LoRA (CUDA)"),
+    ("unsloth", "unsloth", "gpu", "fast QLoRA training (CUDA)"),
+    ("bitsandbytes", "bitsandbytes", "gpu", "4-bit quantisation (CUDA)"),
+)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def optional_checks() -> list[Check]:
+    checks = []
+    for dist, module, extra, purpose in OPTIONAL:
+        version = _version(dist)
+        if dist == "uv":
+            ok = version is not None or shutil.which("uv") is not None
+        else:
+            ok = version is not None and (module is None or importlib.util.find_spec(module) is not None)
+        detail = f"{version} ({purpose})" if ok else f"missing ({purpose})"
+        checks.append(Check(dist, ok, detail, extra))
+    return checks
+
+
+def tool_checks() -> list[Check]:
+    checks = []
+    git = shutil.which("git")
+    version = ""
+    if git:
+        version = subprocess.run([git, "--version"], capture_output=True, text=True).stdout.strip()
+    checks.append(Check("git", bool(git), version or "missing: install git"))
+    try:
+        from harness.sandbox import isolation_level
+
+        level = isolation_level()
+    except ImportError:  # the sandbox lands with the validation issue
+        level = "unavailable"
+    full = level == "bwrap"
+    detail = {
+        "bwrap": "bwrap: namespaces, read-only root, no network, rlimits",
+        "unshare": "WARNING: unshare -n + rlimits only (install bubblewrap for full isolation)",
+        "rlimits": "WARNING: rlimits only, no network isolation (install bubblewrap)",
+    }.get(level, "WARNING: sandbox not available")
+    checks.append(Check("sandbox", full, detail))
+    return checks
+
+
+def report(home: Home, settings: Settings) -> dict[str, object]:
+    from appliance.db.core import Database
+
+    db_info: dict[str, object] = {"path": str(home.db_path), "exists": home.db_path.exists()}
+    if home.db_path.exists():
+        with Database(home.db_path, migrate=False) as db:
+            db_info["schema_version"] = db.schema_version
+    return {
+        "cra": __version__,
+        "python": f"{sys.version.split()[0]} ({sys.executable})",
+        "platform": platform.platform(),
+        "home": str(home.root),
+        "config": str(home.config_path) + ("" if home.config_path.exists() else " (absent: defaults)"),
+        "db": db_info,
+        "tools": [asdict(c) | {"hint": c.hint} for c in tool_checks()],
+        "optional": [asdict(c) | {"hint": c.hint} for c in optional_checks()],
+        "settings": [{"key": k, "value": v, "help": h} for k, v, h in describe_settings(settings)],
+    }

@@ -1,0 +1,37 @@
+"""Shared fixtures: a temporary CRA_HOME and its database, and the network marker."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/repo_builder.py
+
+from appliance.config import Home  # noqa: E402
+from appliance.db.core import Database  # noqa: E402
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("CRA_TEST_OFFLINE") == "1":
+        skip = pytest.mark.skip(reason="CRA_TEST_OFFLINE=1: this test needs PyPI")
+        for item in items:
+            if "network" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    root = tmp_path / "home"
+    root.mkdir()
+    monkeypatch.setenv("CRA_HOME", str(root))
+    return Home(root)
+
+
+@pytest.fixture
+def db(home: Home):
+    database = Database(home.db_path)
+    yield database
+    database.close()
