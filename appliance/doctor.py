@@ -75,19 +75,18 @@ def tool_checks() -> list[Check]:
     if git:
         version = subprocess.run([git, "--version"], capture_output=True, text=True).stdout.strip()
     checks.append(Check("git", bool(git), version or "missing: install git"))
-    try:
-        from harness.sandbox import isolation_level
+    from harness.sandbox import sandbox_info
 
-        level = isolation_level()
-    except ImportError:  # the sandbox lands with the validation issue
-        level = "unavailable"
-    full = level == "bwrap"
+    info = sandbox_info()
     detail = {
         "bwrap": "bwrap: namespaces, read-only root, no network, rlimits",
-        "unshare": "WARNING: unshare -n + rlimits only (install bubblewrap for full isolation)",
-        "rlimits": "WARNING: rlimits only, no network isolation (install bubblewrap)",
-    }.get(level, "WARNING: sandbox not available")
-    checks.append(Check("sandbox", full, detail))
+        "unshare": "unshare: no network, rlimits; no filesystem isolation",
+        "rlimits": "rlimits only: no network or filesystem isolation",
+    }[info.level]
+    detail += f"; process limit: {info.process_limit}"
+    for warning in info.warnings:
+        detail += f"\nWARNING: {warning}"
+    checks.append(Check("sandbox", info.level == "bwrap" and not info.warnings, detail))
     return checks
 
 

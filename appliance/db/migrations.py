@@ -123,6 +123,63 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX tasks_repo_status ON tasks (repo_id, status);
         """,
     ),
+    Migration(
+        3,
+        "plans and triples: plan-diff alignment scores, SFT and DPO training data",
+        # Plans and triples hang off (repo, commit sha) like tasks: a task-less commit can
+        # have a gold plan, and re-importing a package keeps them. run_id has no foreign
+        # key yet (the runs table comes with the pipeline). Score columns are NULL until a
+        # plan is scored; score_detail keeps the whole AlignmentScore for `cra harness score`.
+        # A triple's content_hash covers kind, stage, prompt and answers, not where it
+        # came from: the same example from two commits is one row.
+        """
+        CREATE TABLE plans (
+            id               INTEGER PRIMARY KEY,
+            repo_id          INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+            sha              TEXT NOT NULL,
+            run_id           INTEGER,
+            attempt          INTEGER NOT NULL DEFAULT 1,
+            kind             TEXT NOT NULL CHECK (kind IN ('step', 'meta', 'test')),
+            source           TEXT NOT NULL CHECK (source IN ('gold', 'retrieval', 'model')),
+            plan             TEXT NOT NULL,  -- JSON, harness.plans.Plan.to_dict
+            plan_hash        TEXT NOT NULL,
+            score            REAL,           -- combined alignment score in [0, 1]
+            file_precision   REAL,
+            file_recall      REAL,
+            file_f1          REAL,
+            symbol_precision REAL,
+            symbol_recall    REAL,
+            symbol_f1        REAL,
+            order_score      REAL,
+            score_detail     TEXT,           -- JSON, harness.alignment.AlignmentScore.to_dict
+            scored_at        TEXT,
+            created_at       TEXT NOT NULL
+        );
+        CREATE INDEX plans_repo_sha ON plans (repo_id, sha);
+        CREATE INDEX plans_run ON plans (run_id);
+        CREATE TABLE triples (
+            id            INTEGER PRIMARY KEY,
+            kind          TEXT NOT NULL CHECK (kind IN ('sft', 'dpo')),
+            stage         TEXT NOT NULL CHECK (stage IN ('scope', 'precision', 'execute', 'plan')),
+            origin        TEXT NOT NULL CHECK (origin IN ('gold', 'run')),
+            repo_id       INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+            sha           TEXT NOT NULL,
+            author_ts     INTEGER NOT NULL,  -- the commit's author date: chronological cut-offs
+            prompt        TEXT NOT NULL,     -- JSON list of chat messages
+            completion    TEXT,              -- JSON list of messages (sft)
+            chosen        TEXT,              -- JSON list of messages (dpo)
+            rejected      TEXT,              -- JSON list of messages (dpo)
+            source_runs   TEXT NOT NULL,     -- JSON list of run ids ([] for gold)
+            meta          TEXT NOT NULL,     -- JSON {margin, alignment, ...}
+            content_hash  TEXT NOT NULL UNIQUE,
+            created_at    TEXT NOT NULL,
+            CHECK ((kind = 'sft') = (completion IS NOT NULL)),
+            CHECK ((kind = 'dpo') = (chosen IS NOT NULL AND rejected IS NOT NULL))
+        );
+        CREATE INDEX triples_stage_kind ON triples (stage, kind);
+        CREATE INDEX triples_repo_time ON triples (repo_id, author_ts);
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1].version

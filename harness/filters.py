@@ -1,0 +1,794 @@
+"""The commit filter's rules: small named functions in tables, one reason string each.
+
+Every rule answers one question about a candidate commit and returns ``None`` (pass) or
+a short reason (reject). The tables fix the order in which rules run inside a stage, so
+the reason recorded for a commit is always the first rule it broke, and each rule can be
+tested on its own. The stage names are ``appliance.db.corpus.STAGES``; stage 1
+(``message``, ``size``, ``tests``) runs here on what ``git log --numstat`` printed, stage 2
+(``parse``) needs file contents and lives in ``harness.mining``.
+
+The layout copies SWE-bench's log parsers (``MAP_REPO_TO_PARSER``): adding a rule is
+writing one function and one table entry.
+"""
+
+from __future__ import annotations
+
+import ast
+import bisect
+import re
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import TypeVar
+
+from appliance.config import MiningConfig
+from appliance.records import FileChange, FileKind
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True)
+class Message:
+    """What the message rules look at.
+
+    ``title``/``body`` are what a task would use as its instruction: for a pull-request
+    merge that is the PR title and description, not the "Merge pull request #12 from
+    user/branch" line, which stays in ``raw_title``.
+    """
+
+    title: str
+    body: str
+    raw_title: str
+    author: str  # "Name <email>"
+    is_merge: bool = False
+
+    @property
+    def first_word(self) -> str:
+        return first_word(self.title)
+
+
+# "Merge pull request #12 from user/branch" (GitHub) and
+# "Merge branch 'x' into 'main'" + "See merge request group/p!12" (GitLab).
+_GITHUB_MERGE = re.compile(r"^Merge pull request #\d+ from \S+")
+_GITLAB_MERGE = re.compile(r"^Merge branch '[^']+' into '[^']+'")
+_GITLAB_TRAILER = re.compile(r"^See merge request \S+$", re.MULTILINE)
+_ANY_MERGE = re.compile(
+    r"^Merge (pull request|branch|remote-tracking branch|tag|commit|changes|remote branch)\b"
+    r"|^Merged? (in|from) \S+$",
+    re.IGNORECASE,
+)
+
+
+def split_message(raw: str, *, is_merge: bool) -> tuple[str, str]:
+    """(title, message) a task would use for this commit.
+
+    A pull-request merge's instruction is the PR title (the merge message's second
+    paragraph) and the PR description after it. Anything else keeps its own first line.
+    A PR merge without a title keeps its "Merge pull request" line, which the message
+    rules then reject.
+    """
+    text = raw.strip()
+    first = text.split("\n", 1)[0].strip()
+    if is_merge and (_GITHUB_MERGE.match(first) or _GITLAB_MERGE.match(first)):
+        paragraphs = re.split(r"\n\s*\n", text, maxsplit=1)
+        rest = paragraphs[1].strip() if len(paragraphs) > 1 else ""
+        rest = _GITLAB_TRAILER.sub("", rest).strip()
+        if rest:
+            return rest.split("\n", 1)[0].strip(), rest
+    return first, text
+
+
+# Conventional-commit and tag prefixes stripped before looking at the first word:
+# "fix(api): ...", "docs: ...", "[typing] ...", "gh-123: ...".
+_PREFIX = re.compile(r"^\s*(\[[^\]\n]{1,40}\]\s*|[\w.\-/`]{1,30}(\([^)\n]{0,40}\))?!?:\s+)")
+
+
+def strip_prefixes(title: str) -> str:
+    for _ in range(3):
+        stripped = _PREFIX.sub("", title, count=1)
+        if stripped == title:
+            break
+        title = stripped
+    return title.strip()
+
+
+def first_word(title: str) -> str:
+    words = strip_prefixes(title).split()
+    return words[0].strip("`'\"*_,.;:!?()") if words else ""
+
+
+_BOT_AUTHOR = re.compile(
+    r"\[bot\]|dependabot|renovate|pre-commit-ci|github-actions|greenkeeper|pyup|snyk-bot"
+    r"|allcontributors|imgbot|mergify|codecov|web-flow-bot|deepsource",
+    re.IGNORECASE,
+)
+_BOT_MESSAGE = re.compile(
+    r"\[pre-commit\.ci\]|pre-commit autoupdate|\bautoupdate\b|^\[?auto\]?\s*update pre-commit"
+    r"|^update pre-commit|^(chore|build)\(deps(-dev)?\)|^bump \S+ from \S+ to \S+"
+    r"|^update dependency \S+|^lock file maintenance|^\[Snyk\]|^pin dependencies",
+    re.IGNORECASE,
+)
+_VERSION = r"v?\d+(\.\d+)+\S*"
+_VERSION_BUMP = re.compile(
+    rf"^(bump|update|increase|set|change)\b.{{0,20}}\bversion\b"
+    rf"|^(release|releasing|prepare|preparing|prep|tag|version|start|starting|open|back to)\b.{{0,40}}{_VERSION}"
+    rf"|^{_VERSION}$"
+    rf"|^(release|prepare|preparing) (for )?(the )?(next )?(release|version)\b"
+    rf"|^back to development|^post-release|^dev version|^bump to {_VERSION}",
+    re.IGNORECASE,
+)
+_TYPO = re.compile(r"\btypos?\b|\bspelling\b|\bmisspell|\bgrammar\b", re.IGNORECASE)
+_REVERT = re.compile(r"^revert\b|^reapply\b|^Revert \"|This reverts commit [0-9a-f]{7,40}",
+                     re.IGNORECASE | re.MULTILINE)
+_WIP = re.compile(
+    r"^(fixup!|squash!|amend!|tmp|temp|todo|xxx|draft|do not merge|dnm)\b|\bwip\b"
+    r"|^(more|oops|stuff|fixes|changes|update|updates|cleanup|wip|test|tests|foo|asdf|\.+)$",
+    re.IGNORECASE,
+)
+# Changes that keep behaviour as it is: no failing test can tell the commit apart from its
+# parent, so no task comes out of them.
+_MAINTENANCE_TYPES = re.compile(
+    r"^\s*(docs?|ci|chore|build|style|tests?|typing|lint|deps?|release|meta|infra|dev-?deps?)"
+    r"(\([^)\n]*\))?!?:",
+    re.IGNORECASE,
+)
+# A maintenance word among the first four words says what the commit is about; later
+# ("Add a Twisted logger and docs") it is only a mention.
+_MAINTENANCE_WORD = re.compile(
+    r"\b(flake8|pylint|isort|black|mypy|pyright|ruff|pyupgrade|pre-commit|linters?|linting"
+    r"|lint|reformat\w*|formatting|code style|coverage|codecov|tox|nox|travis|appveyor"
+    r"|github actions|ci|docs|documentation|docstrings?|changelog|readme|news ?fragments?"
+    r"|dependenc(y|ies)|deps|requirements)\b",
+    re.IGNORECASE,
+)
+_MAINTENANCE_PHRASE = re.compile(
+    r"^(drop|remove|add|deprecate) (support for )?(python|py|pypy) ?\d"
+    r"|^(add|more|improve|better|fix|update|refactor|move|split|clean ?up|simplify) "
+    r"(the |some |a )?(unit |missing )?tests?\b"
+    r"|^tests? (for|with|on)\b|^refactor\b|^clean ?up\b|^cosmetics?\b|^polish\b",
+    re.IGNORECASE,
+)
+# "tin/override-hooks": the title GitHub makes from a branch name.
+_BRANCH_NAME = re.compile(r"^[\w.-]+/[\w./-]+( \(#\d+\))?$")
+# GitHub's web editor suggests "Update README.md", "Create foo.py": says nothing.
+_GENERIC = re.compile(r"^(update|create|delete|add|edit|fix|rename) \S+\.\w{1,5}$", re.IGNORECASE)
+
+# Real verbs that end like a past tense, gerund or third person.
+_LOOKS_INFLECTED_BUT_FINE = frozenset({
+    "bring", "embed", "exceed", "feed", "need", "proceed", "seed", "shed", "speed", "succeed",
+    "shred", "string", "ping", "spring", "ring", "sing", "wing", "bed", "red",
+    "access", "address", "bypass", "discuss", "express", "focus", "pass", "process",
+    "compress", "harness", "alias", "canvas", "bias", "gas", "does", "unless", "suppress",
+})
+_INFLECTED = re.compile(r"^[a-z]{2,}(ed|ing)$|^[a-z]{2,}[^su]s$")
+
+
+def is_imperative(word: str) -> bool:
+    """A cheap test for "Add", "Fix", "Don't" against "Added", "Fixing", "Fixes".
+
+    Not a dictionary look-up: it only catches inflected forms, which is what people write
+    instead of the imperative. A word that is not a verb at all passes.
+    """
+    w = word.lower()
+    if not w or not w[0].isalpha():
+        return True
+    return w in _LOOKS_INFLECTED_BUT_FINE or not _INFLECTED.match(w)
+
+
+MessageRule = Callable[[Message, MiningConfig], "str | None"]
+
+
+def reject_bot(msg: Message, config: MiningConfig) -> str | None:
+    if _BOT_AUTHOR.search(msg.author):
+        return f"bot author ({msg.author})"
+    if _BOT_MESSAGE.search(msg.raw_title) or _BOT_MESSAGE.search(msg.title):
+        return "bot or dependency update"
+    return None
+
+
+def reject_merge_without_title(msg: Message, config: MiningConfig) -> str | None:
+    if _ANY_MERGE.match(msg.title):
+        return "merge without a pull-request title"
+    return None
+
+
+def reject_revert(msg: Message, config: MiningConfig) -> str | None:
+    return "revert" if _REVERT.search(msg.title) or _REVERT.search(msg.body) else None
+
+
+def reject_version_bump(msg: Message, config: MiningConfig) -> str | None:
+    return "version bump or release" if _VERSION_BUMP.search(strip_prefixes(msg.title)) else None
+
+
+def reject_typo(msg: Message, config: MiningConfig) -> str | None:
+    return "typo or spelling fix" if _TYPO.search(msg.title) else None
+
+
+def reject_wip(msg: Message, config: MiningConfig) -> str | None:
+    return "work in progress" if _WIP.search(strip_prefixes(msg.title).strip()) else None
+
+
+def reject_maintenance(msg: Message, config: MiningConfig) -> str | None:
+    title = strip_prefixes(msg.title)
+    head = " ".join(title.split()[:4])
+    if (
+        _MAINTENANCE_TYPES.match(msg.title)
+        or _MAINTENANCE_WORD.search(head)
+        or _MAINTENANCE_PHRASE.search(title)
+    ):
+        return "maintenance (docs, CI, linting, tests or dependencies: no behaviour change)"
+    return None
+
+
+def reject_short_title(msg: Message, config: MiningConfig) -> str | None:
+    n = len(msg.title.strip())
+    if n < config.min_message_chars:
+        return f"title too short to describe a task ({n} < {config.min_message_chars} chars)"
+    if _GENERIC.match(strip_prefixes(msg.title)):
+        return "generic title (names a file, not a change)"
+    if _BRANCH_NAME.match(msg.title.strip()):
+        return "title is a branch name"
+    return None
+
+
+def reject_long_message(msg: Message, config: MiningConfig) -> str | None:
+    n = len(msg.body)
+    if n > config.max_message_chars:
+        return f"message too long ({n} > {config.max_message_chars} chars)"
+    return None
+
+
+def reject_not_imperative(msg: Message, config: MiningConfig) -> str | None:
+    word = msg.first_word
+    return None if is_imperative(word) else f"title does not start with an imperative verb ({word!r})"
+
+
+# Order matters: the most specific reason wins (a dependabot "Bump version" is a bot).
+MESSAGE_RULES: dict[str, MessageRule] = {
+    "bot": reject_bot,
+    "merge_without_title": reject_merge_without_title,
+    "revert": reject_revert,
+    "version_bump": reject_version_bump,
+    "typo": reject_typo,
+    "wip": reject_wip,
+    "maintenance": reject_maintenance,
+    "short_title": reject_short_title,
+    "long_message": reject_long_message,
+    "not_imperative": reject_not_imperative,
+}
+
+
+def message_score(msg: Message) -> float:
+    """A 0..1 ranking signal for kept commits (not a gate: the rules above are).
+
+    Half for an imperative first word, a third for a title of about eight words, the rest
+    for a body that explains the change.
+    """
+    words = len(strip_prefixes(msg.title).split())
+    body_lines = [ln for ln in msg.body.splitlines()[1:] if ln.strip()]
+    score = (
+        0.5 * is_imperative(msg.first_word)
+        + 0.3 * min(1.0, words / 8)
+        + 0.2 * min(1.0, len(body_lines) / 2)
+    )
+    return round(score, 3)
+
+
+# ---------------------------------------------------------------------------- files
+
+TEST_FILE_NAMES = ("conftest.py",)
+_TEST_DIR = re.compile(r"^(tests?|testing)$|_tests?$|^tests?_")
+# Python files that are not the library under test.
+NON_SOURCE_DIRS = frozenset({"docs", "doc", ".github", "benchmarks", "benchmark", "bench",
+                             "examples", "example", "scripts", "tools", "ci", ".ci"})
+TOOL_FILES = frozenset({"setup.py", "noxfile.py", "tasks.py", "fabfile.py", "toxfile.py",
+                        "dodo.py", "bootstrap.py"})
+PYTHON_SUFFIXES = (".py", ".pyi")
+
+
+def classify_path(path: str) -> FileKind:
+    """``test`` for anything in a tests folder or named like a pytest file, ``source`` for
+    the library's own Python files, ``other`` for the rest (docs, config, changelog)."""
+    parts = PurePosixPath(path).parts
+    name = parts[-1] if parts else path
+    dirs = parts[:-1]
+    if any(_TEST_DIR.search(d) for d in dirs):
+        return "test"
+    if name.endswith(".py") and (
+        name.startswith("test_") or name.endswith("_test.py") or name in TEST_FILE_NAMES
+    ):
+        return "test"
+    if name.endswith(PYTHON_SUFFIXES):
+        if any(d in NON_SOURCE_DIRS for d in dirs) or (not dirs and name in TOOL_FILES):
+            return "other"
+        return "source"
+    return "other"
+
+
+def is_python(path: str) -> bool:
+    return path.endswith(PYTHON_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What the size and tests rules look at: a commit's files against its first parent."""
+
+    files: Sequence[FileChange]
+    is_root: bool = False
+
+    @property
+    def lines(self) -> int:
+        return sum(f.added + f.deleted for f in self.files)
+
+
+ChangeRule = Callable[[Change, MiningConfig], "str | None"]
+
+
+def reject_root(change: Change, config: MiningConfig) -> str | None:
+    return "root commit (no parent to diff against)" if change.is_root else None
+
+
+def reject_empty(change: Change, config: MiningConfig) -> str | None:
+    return "no files changed" if not change.files else None
+
+
+def reject_binary(change: Change, config: MiningConfig) -> str | None:
+    for f in change.files:
+        if f.binary:
+            return f"binary file changed ({f.path})"
+    return None
+
+
+def reject_too_many_files(change: Change, config: MiningConfig) -> str | None:
+    n = len(change.files)
+    return f"too many files ({n} > {config.max_files})" if n > config.max_files else None
+
+
+def reject_too_few_files(change: Change, config: MiningConfig) -> str | None:
+    n = len(change.files)
+    return f"too few files ({n} < {config.min_files})" if n < config.min_files else None
+
+
+def reject_too_many_lines(change: Change, config: MiningConfig) -> str | None:
+    n = change.lines
+    return f"too many lines ({n} > {config.max_lines})" if n > config.max_lines else None
+
+
+def reject_too_few_lines(change: Change, config: MiningConfig) -> str | None:
+    n = change.lines
+    return f"too few lines ({n} < {config.min_lines})" if n < config.min_lines else None
+
+
+def reject_too_many_source_files(change: Change, config: MiningConfig) -> str | None:
+    n = sum(1 for f in change.files if f.kind == "source")
+    if n > config.max_source_files:
+        return f"too many source files ({n} > {config.max_source_files})"
+    return None
+
+
+SIZE_RULES: dict[str, ChangeRule] = {
+    "root": reject_root,
+    "empty": reject_empty,
+    "binary": reject_binary,
+    "too_many_files": reject_too_many_files,
+    "too_few_files": reject_too_few_files,
+    "too_many_lines": reject_too_many_lines,
+    "too_few_lines": reject_too_few_lines,
+    "too_many_source_files": reject_too_many_source_files,
+}
+
+
+def reject_no_source(change: Change, config: MiningConfig) -> str | None:
+    ok = any(f.kind == "source" and f.path.endswith(".py") for f in change.files)
+    return None if ok else "no source .py file changed"
+
+
+def reject_no_test(change: Change, config: MiningConfig) -> str | None:
+    ok = any(f.kind == "test" and f.path.endswith(".py") for f in change.files)
+    return None if ok else "no test file changed"
+
+
+TESTS_RULES: dict[str, ChangeRule] = {
+    "no_source": reject_no_source,
+    "no_test": reject_no_test,
+}
+
+
+def first_rejection(
+    rules: Mapping[str, Callable[[T, MiningConfig], str | None]], subject: T, config: MiningConfig
+) -> str | None:
+    """The reason of the first rule in ``rules`` that rejects ``subject``, or None."""
+    for rule in rules.values():
+        reason = rule(subject, config)
+        if reason:
+            return reason
+    return None
+
+
+# ---------------------------------------------------------------------------- parse
+#
+# The parse stage needs every changed Python file to parse before and after the commit.
+# A full ``ast.parse`` of a 100 kB module costs about 25 ms, more than the whole
+# ``git log`` pass spends on a commit, and the same big modules change in commit after
+# commit. So a file is parsed in full once; a later version of it re-parses only the
+# pieces the diff touched (top-level statements, or statements of one top-level class or
+# function body), and a piece that fails is confirmed by a full parse, so a rejection
+# always carries the full parse's message.
+#
+# Why that is sound: at the first line of a top-level statement the tokenizer is at
+# bracket depth 0, outside any string, at indentation 0, and ``ast.parse`` checks nothing
+# across statements (a misplaced ``__future__`` import or a stray ``return`` are compile
+# errors, not parse errors). So a file cut at such lines parses if every piece does. In
+# the body of a top-level class or function the same holds at the first line of a body
+# statement, at the body's indentation; such a piece is parsed under a stand-in
+# ``class _cra_:`` header and must stay inside it, at that indentation. Files with tabs or
+# form feeds in indentation, carriage returns or a non-UTF-8 coding line are always
+# parsed in full. tests/test_filters.py checks the result against full parses of
+# randomly edited files.
+
+Span = tuple[int, int, str]  # first line, last line (1-based, inclusive), "Class.method"
+Block = tuple[int, int, int, int]  # old lines [i1:i2] became new lines [j1:j2] (0-based)
+
+
+@dataclass(frozen=True)
+class Body:
+    """The body of a top-level class or function: its statements can be re-parsed alone."""
+
+    name: str
+    first: int  # 0-based line of the def or class (decorators included)
+    end: int  # 0-based, exclusive
+    indent: int  # column of the body statements
+    cuts: tuple[int, ...]  # 0-based lines where the body may be cut
+
+
+@dataclass
+class PyFile:
+    """One version of a Python file: does it parse, where are its defs and classes, and
+    where a later version may be cut to re-parse only what changed."""
+
+    lines: list[bytes]
+    error: str | None
+    spans: list[Span]  # sorted by first line, outer before inner
+    cuts: list[int]  # 0-based lines where the module may be cut
+    bodies: list[Body]  # sorted by first line
+    incremental: bool  # False: later versions are always parsed in full
+    _firsts: list[int] | None = field(default=None, repr=False)
+
+    def span_firsts(self) -> list[int]:
+        if self._firsts is None:
+            self._firsts = [s[0] for s in self.spans]
+        return self._firsts
+
+    def symbols_at(self, lines: Iterable[int]) -> list[str]:
+        """The innermost def or class around each 1-based line, in line order.
+
+        Lines at module level (imports, constants) name no symbol.
+        """
+        firsts = self.span_firsts()
+        found: dict[str, None] = {}
+        for line in sorted(set(lines)):
+            # Spans nest or are disjoint, so the last one that starts before the line and
+            # still contains it is the innermost.
+            k = bisect.bisect_right(firsts, line) - 1
+            while k >= 0 and self.spans[k][1] < line:
+                k -= 1
+            if k >= 0:
+                found.setdefault(self.spans[k][2], None)
+        return list(found)
+
+
+_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
+_ODD_INDENT = re.compile(rb"(?:^|\n) *[\t\f]")
+_WRAPPER = b"class _cra_:\n"
+_NESTED = ("body", "orelse", "finalbody", "handlers", "cases")
+_DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def _incremental_ok(data: bytes) -> bool:
+    if b"\r" in data or ((b"\t" in data or b"\f" in data) and _ODD_INDENT.search(data)):
+        return False
+    for line in data.split(b"\n", 2)[:2]:
+        m = _COOKIE.match(line)
+        if m and m[1].lower().replace(b"_", b"-") not in (b"utf-8", b"utf8"):
+            return False  # pieces would be read as UTF-8, the file is not
+    return True
+
+
+def _first_line(st: ast.stmt) -> int:
+    decorators = getattr(st, "decorator_list", None)
+    return min(st.lineno, *(d.lineno for d in decorators)) if decorators else st.lineno
+
+
+def _cuts(stmts: Sequence[ast.stmt], lines: list[bytes], shift: int) -> list[int]:
+    """0-based lines where a file may be cut between the statements of one block.
+
+    A cut is the first line of a statement that begins a line, or the line after one that
+    ends a line, never right after a line ending in a backslash (which would continue into
+    the next piece). ``shift`` turns the tree's 0-based lines into the file's.
+    """
+    out: set[int] = set()
+    prev_end = 0
+    for idx, st in enumerate(stmts):
+        first = _first_line(st)
+        if first > prev_end:
+            out.add(first - 1 + shift)
+        end = st.end_lineno or st.lineno
+        if idx + 1 == len(stmts) or _first_line(stmts[idx + 1]) > end:
+            out.add(end + shift)
+        prev_end = max(prev_end, end)
+    return _clean_cuts(out, lines)
+
+
+def _clean_cuts(cuts: Iterable[int], lines: list[bytes]) -> list[int]:
+    return sorted(
+        c for c in cuts
+        if c <= 0 or (c <= len(lines) and not lines[c - 1].rstrip(b"\n").endswith(b"\\"))
+    )
+
+
+def _spans(stmts: Sequence[ast.stmt], prefix: str, shift: int, out: list[Span]) -> None:
+    """Append every def and class under ``stmts``; only statements are walked (fast)."""
+    for st in stmts:
+        if isinstance(st, _DEFS):
+            name = prefix + st.name
+            out.append((_first_line(st) + shift, (st.end_lineno or st.lineno) + shift, name))
+            _spans(st.body, name + ".", shift, out)
+            continue
+        for fname in _NESTED:
+            children = getattr(st, fname, None)
+            if not children:
+                continue
+            if isinstance(children[0], ast.stmt):
+                _spans(children, prefix, shift, out)
+            else:  # except handlers, match cases
+                for child in children:
+                    _spans(child.body, prefix, shift, out)
+
+
+def _bodies(stmts: Sequence[ast.stmt], lines: list[bytes], shift: int) -> list[Body]:
+    out: list[Body] = []
+    for st in stmts:
+        if not isinstance(st, _DEFS) or not st.body:
+            continue
+        head = st.body[0]
+        row = _first_line(head) - 1 + shift
+        indent = head.col_offset
+        if indent <= 0 or row >= len(lines) or lines[row][:indent].strip(b" "):
+            continue  # the body starts on the header line: no place to cut
+        out.append(
+            Body(
+                name=st.name,
+                first=_first_line(st) - 1 + shift,
+                end=(st.end_lineno or st.lineno) + shift,
+                indent=indent,
+                cuts=tuple(_cuts(st.body, lines, shift)),
+            )
+        )
+    return out
+
+
+def parse_python(source: bytes, path: str) -> tuple[ast.Module | None, str | None]:
+    """(tree, None) when ``source`` parses with this Python, else (None, why).
+
+    Bytes, not text, so a PEP 263 coding line is honoured. Warnings (invalid escapes in
+    old code) are not errors: the code still runs.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(source, filename=path), None
+    except SyntaxError as exc:
+        where = f" (line {exc.lineno})" if exc.lineno else ""
+        return None, f"{exc.msg}{where}"
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return None, str(exc) or type(exc).__name__
+
+
+def parse_file(data: bytes, path: str) -> PyFile:
+    """Parse one file version in full."""
+    lines = data.splitlines(keepends=True)
+    incremental = _incremental_ok(data)
+    tree, error = parse_python(data, path)
+    if tree is None:
+        return PyFile(lines, error, [], [], [], incremental)
+    spans: list[Span] = []
+    _spans(tree.body, "", 0, spans)
+    return PyFile(lines, None, spans, _cuts(tree.body, lines, 0), _bodies(tree.body, lines, 0), incremental)
+
+
+@dataclass
+class _Region:
+    r0: int  # old lines [r0:r1] are re-parsed as one piece
+    r1: int
+    body: Body | None  # None: a run of top-level statements
+    k0: int  # the first and last block inside
+    k1: int
+
+
+def _cut_before(cuts: Sequence[int], x: int, default: int) -> int:
+    k = bisect.bisect_right(cuts, x)
+    return cuts[k - 1] if k else default
+
+
+def _cut_after(cuts: Sequence[int], x: int, default: int) -> int:
+    k = bisect.bisect_left(cuts, x)
+    return cuts[k] if k < len(cuts) else default
+
+
+def _top_region(old: PyFile, r0: int, r1: int, k0: int, k1: int) -> _Region:
+    return _Region(_cut_before(old.cuts, r0, 0), _cut_after(old.cuts, r1, len(old.lines)), None, k0, k1)
+
+
+def _body_region(old: PyFile, firsts: list[int], i1: int, i2: int, k: int) -> _Region | None:
+    """The piece of one body around old lines [i1:i2], if they lie in one."""
+    idx = bisect.bisect_right(firsts, i1) - 1
+    if idx < 0:
+        return None
+    body = old.bodies[idx]
+    # Up to the next top-level cut after the body: git puts an appended method after the
+    # blank lines that follow a class. Soundness does not hang on this limit: the piece
+    # must parse inside the stand-in class, and it ends at a cut.
+    limit = _cut_after(old.cuts, body.end + 1, len(old.lines))
+    if not body.cuts or i1 < body.cuts[0] or i2 > limit:
+        return None
+    r0 = _cut_before(body.cuts, i1, body.cuts[0])
+    return _Region(r0, _cut_after(body.cuts, i2, limit), body, k, k)
+
+
+def _regions(old: PyFile, blocks: list[Block], use_bodies: bool) -> list[_Region]:
+    firsts = [b.first for b in old.bodies]
+    regions: list[_Region] = []
+    for k, (i1, i2, _, _) in enumerate(blocks):
+        region = _body_region(old, firsts, i1, i2, k) if use_bodies and firsts else None
+        regions.append(region or _top_region(old, i1, i2, k, k))
+    regions.sort(key=lambda r: (r.r0, r.r1))
+    merged: list[_Region] = []
+    for region in regions:
+        # Touching pieces merge too: a top-level piece that ends where a class ends and
+        # a piece of that class's body after it would each claim the class.
+        while merged and region.r0 <= merged[-1].r1:
+            prev = merged.pop()
+            r0, r1 = min(prev.r0, region.r0), max(prev.r1, region.r1)
+            k0, k1 = min(prev.k0, region.k0), max(prev.k1, region.k1)
+            if prev.body is not None and prev.body is region.body:
+                region = _Region(r0, r1, prev.body, k0, k1)
+            else:
+                region = _top_region(old, r0, r1, k0, k1)
+        merged.append(region)
+    return merged
+
+
+def reparse(old: PyFile, data: bytes, blocks: Sequence[Block], path: str) -> PyFile:
+    """Parse a new version of ``old`` whose changed lines are ``blocks`` (git's hunks).
+
+    Only the pieces around the blocks are parsed; the result is what ``parse_file`` would
+    return (the same verdict, the same spans), only cheaper.
+    """
+    if old.error is not None or not old.incremental or not _incremental_ok(data):
+        return parse_file(data, path)
+    new_lines = data.splitlines(keepends=True)
+    ordered = sorted(blocks)
+    n_old, n_new = len(old.lines), len(new_lines)
+    if sum((j2 - j1) - (i2 - i1) for i1, i2, j1, j2 in ordered) != n_new - n_old or any(
+        not (0 <= i1 <= i2 <= n_old and 0 <= j1 <= j2 <= n_new) for i1, i2, j1, j2 in ordered
+    ):
+        return parse_file(data, path)  # the blocks do not describe these two versions
+    if not ordered:
+        return old if new_lines == old.lines else parse_file(data, path)
+    for use_bodies in (True, False):
+        result = _reparse_regions(old, new_lines, ordered, path, use_bodies)
+        if isinstance(result, PyFile):
+            return result
+        if result == "full":
+            break
+    return parse_file(data, path)
+
+
+_Piece = tuple[_Region, int, int, ast.Module]  # region, its new lines [ns:ne], its tree
+
+
+def _reparse_regions(
+    old: PyFile, new_lines: list[bytes], blocks: list[Block], path: str, use_bodies: bool
+) -> PyFile | str | None:
+    """The new version from re-parsed pieces; None to retry without body pieces, "full"
+    when only a full parse can tell."""
+    pieces: list[_Piece] = []
+    for region in _regions(old, blocks, use_bodies):
+        ns = region.r0 + blocks[region.k0][2] - blocks[region.k0][0]
+        ne = region.r1 + blocks[region.k1][3] - blocks[region.k1][1]
+        middle = b"".join(new_lines[ns:ne])
+        if region.body is None:
+            tree, _ = parse_python(middle, path)
+            if tree is None:
+                return "full"  # a bigger piece would not parse either
+        else:
+            tree, _ = parse_python(_WRAPPER + middle, path)
+            if (
+                tree is None
+                or len(tree.body) != 1
+                or not isinstance(tree.body[0], ast.ClassDef)
+                or tree.body[0].body[0].col_offset != region.body.indent
+            ):
+                return None
+        pieces.append((region, ns, ne, tree))
+    return _compose(old, new_lines, pieces)
+
+
+def _compose(old: PyFile, new_lines: list[bytes], pieces: list[_Piece]) -> PyFile | None:
+    """The new version's spans, cuts and bodies: the old ones, shifted, outside the pieces;
+    the pieces' own inside them."""
+    segs: list[tuple[int, int, int]] = []  # old lines [a:b] kept as they were, and their shift
+    a = d = 0
+    for region, _, ne, _ in pieces:
+        segs.append((a, region.r0, d))
+        a, d = region.r1, ne - region.r1
+    segs.append((a, len(old.lines), d))
+    seg_starts = [s[0] for s in segs]
+
+    def carry(points: Sequence[int]) -> list[int]:
+        """Sorted old cut lines that lie in kept lines (edges included), shifted."""
+        out: list[int] = []
+        for a, b, d in segs:
+            kept = points[bisect.bisect_left(points, a) : bisect.bisect_right(points, b)]
+            out.extend([p + d for p in kept] if d else kept)
+        return out
+
+    def new_pos(x: int) -> int:
+        return x + segs[bisect.bisect_right(seg_starts, x) - 1][2]
+
+    spans: list[Span] = []
+    # A top-level cut where a body piece starts (the line after a class, where methods
+    # were appended) now lies inside that body.
+    body_starts = {region.r0 for region, _, _, _ in pieces if region.body is not None}
+    cuts = carry([c for c in old.cuts if c not in body_starts])
+    bodies: list[Body] = []
+    touched: dict[tuple[str, int], list[_Piece]] = {}
+    for piece in pieces:
+        region, ns, _, tree = piece
+        if region.body is None:
+            _spans(tree.body, "", ns, spans)
+            cuts.extend(_cuts(tree.body, new_lines, ns))
+            bodies.extend(_bodies(tree.body, new_lines, ns))
+        else:
+            touched.setdefault((region.body.name, region.body.first), []).append(piece)
+            _spans(tree.body[0].body, region.body.name + ".", ns - 1, spans)
+
+    for body in old.bodies:
+        a, b, d = segs[bisect.bisect_right(seg_starts, body.first) - 1]
+        if not a <= body.first < b:
+            continue  # inside a re-parsed run of top-level statements: re-derived there
+        own = touched.get((body.name, body.first))
+        if own is None:
+            if body.end <= b:
+                bodies.append(
+                    Body(body.name, body.first + d, body.end + d, body.indent,
+                         tuple(c + d for c in body.cuts))
+                )
+            continue
+        body_cuts = carry(body.cuts)
+        end = -1
+        for region, ns, _, tree in own:
+            wrapper = tree.body[0]
+            body_cuts.extend(_cuts(wrapper.body, new_lines, ns - 1))
+            if region.r1 >= body.end:  # this piece holds the body's last line
+                end = ns + (wrapper.end_lineno or wrapper.lineno) - 1
+        if end < 0:
+            end = new_pos(body.end - 1) + 1
+        first = body.first + d
+        bodies.append(Body(body.name, first, end, body.indent, tuple(_clean_cuts(set(body_cuts), new_lines))))
+        spans.append((first + 1, end, body.name))
+
+    firsts = old.span_firsts()
+    for a, b, d in segs:
+        for first, last, name in old.spans[bisect.bisect_left(firsts, a + 1) : bisect.bisect_right(firsts, b)]:
+            if (name, first - 1) in touched:
+                continue  # a body with re-parsed statements: added above
+            if last > b:
+                return None  # reaches into a piece: cannot happen for a file that parsed
+            spans.append((first + d, last + d, name) if d else (first, last, name))
+    spans.sort(key=lambda s: (s[0], -s[1]))
+    bodies.sort(key=lambda b: b.first)
+    return PyFile(new_lines, None, spans, _clean_cuts(set(cuts), new_lines), bodies, True)
