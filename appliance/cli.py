@@ -282,6 +282,174 @@ def corpus_catalog(as_json: bool) -> None:
     console.print(table)
 
 
+# --------------------------------------------------------------------------- harness
+
+
+@cli.group()
+def harness() -> None:
+    """Tasks from commits (validate), agent runs, and plan scoring."""
+
+
+@harness.command("validate")
+@click.argument("name")
+@click.option("--commit", "shas", multiple=True, metavar="SHA", help="Only this kept commit (repeatable; a prefix works).")
+@click.option("--limit", type=click.IntRange(min=1), help="Validate at most N commits this run.")
+@click.option("--since", metavar="DATE", help="Only commits authored on or after DATE (YYYY-MM-DD).")
+@click.option("--workers", type=click.IntRange(min=1), help="Parallel checkouts (default: the number of cores).")
+@click.option("--force", is_flag=True, help="Validate again commits that already have a task.")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-status counts as JSON.")
+@pass_app
+def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | None, since: str | None,
+                     workers: int | None, force: bool, as_json: bool) -> None:
+    """Turn NAME's kept commits into validated tasks (FAIL_TO_PASS / PASS_TO_PASS), offline.
+
+    Each commit runs its own test files in the sandbox at the parent with the commit's test
+    changes, then with the whole commit (twice, to catch flaky tests). Resumable: a rerun
+    continues where a crash or Ctrl-C stopped."""
+    from harness.validation import validate_repo
+
+    with progress_bar() as tick:
+        counts = validate_repo(app.home, app.db, name, shas=list(shas) or None, limit=limit, since=since,
+                               workers=workers, force=force,
+                               progress=lambda done, total, task: tick("validate", done, total))
+    if as_json:
+        emit_json(counts)
+        return
+    table = Table("status", "commits", title=f"{name}: this run")
+    for status, n in counts.items():
+        if n:
+            table.add_row(status, str(n))
+    console.print(table if any(counts.values()) else "nothing to validate: every kept commit has a task (use --force to redo)")
+
+
+@harness.command("tasks")
+@click.argument("name")
+@click.option("--commit", "sha", metavar="SHA", help="Show this task whole (both patches and test lists).")
+@click.option("--status", help="Only tasks with this status (valid, no_fail_to_pass, env_error, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def harness_tasks(app: App, name: str, sha: str | None, status: str | None, as_json: bool) -> None:
+    """List NAME's tasks, or show one whole with --commit."""
+    from dataclasses import asdict
+
+    from appliance.db.tasks import get_task, list_tasks, task_counts
+
+    if sha:
+        task = get_task(app.db, name, sha)
+        if as_json:
+            emit_json(asdict(task))
+            return
+        console.print(f"[bold]{task.sha}[/] {task.status}  {escape(task.instruction.splitlines()[0] if task.instruction else '')}")
+        console.print(f"FAIL_TO_PASS ({len(task.fail_to_pass)}): " + ", ".join(task.fail_to_pass))
+        console.print(f"PASS_TO_PASS ({len(task.pass_to_pass)}): " + ", ".join(task.pass_to_pass))
+        if task.reason:
+            console.print(f"reason: {escape(task.reason)}")
+        console.print("[bold]test_patch[/]\n" + escape(task.test_patch) + "\n[bold]gold_patch[/]\n" + escape(task.gold_patch))
+        return
+    tasks = list_tasks(app.db, name, status=status)
+    if as_json:
+        emit_json([{k: v for k, v in asdict(t).items() if k not in {"test_patch", "gold_patch", "outcomes"}} for t in tasks])
+        return
+    counts = task_counts(app.db, name)
+    table = Table("commit", "status", "F2P", "P2P", "instruction",
+                  title=f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    for t in tasks:
+        table.add_row(t.sha[:10], t.status, str(len(t.fail_to_pass)), str(len(t.pass_to_pass)),
+                      escape((t.instruction.splitlines() or [""])[0][:70]))
+    console.print(table if tasks else f"no tasks yet: run 'cra harness validate {name}'")
+
+
+@harness.command("score")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def harness_score(app: App, name: str | None, as_json: bool) -> None:
+    """Recompute the plan-diff alignment score of every stored plan (of NAME, or of all repos)."""
+    from harness.triples import score_stored_plans
+
+    data = score_stored_plans(app.db, app.home, name)
+    if as_json:
+        emit_json(data)
+        return
+    table = Table("plan", "commit", "source", "attempt", "score", "file F1", "symbol F1", "order",
+                  title=f"plan alignment: {data['scored']} scored, mean {data['mean_score']}")
+    for r in data["rows"]:
+        table.add_row(str(r["id"]), r["sha"][:10], r["source"], str(r["attempt"]), f"{r['score']:.3f}",
+                      f"{r['file_f1']:.3f}", f"{r['symbol_f1']:.3f}", f"{r['order']:.3f}")
+    console.print(table if data["rows"] else "no plans stored yet: run 'cra triples build NAME' first")
+    for e in data["errors"]:
+        err_console.print(f"[yellow]plan {e['id']} ({e['sha'][:10]}) not scored:[/] {escape(e['error'])}")
+
+
+# --------------------------------------------------------------------------- triples
+
+
+@cli.group()
+def triples() -> None:
+    """SFT and DPO triples: build them from tasks and runs, count them, export them as JSONL."""
+
+
+@triples.command("build")
+@click.argument("name")
+@click.option("--status", "statuses", multiple=True, default=("valid",), show_default=True,
+              help="Task statuses to learn from (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def triples_build(app: App, name: str, statuses: tuple[str, ...], as_json: bool) -> None:
+    """Build gold-derived triples (scope, precision, execute) and gold plans from NAME's tasks.
+
+    No model needed: the commit is the teacher. Safe to rerun (duplicates are skipped)."""
+    from harness.triples import build_gold
+
+    report = build_gold(app.db, app.home, name, statuses=statuses).to_dict()
+    if as_json:
+        emit_json(report)
+        return
+    console.print(f"[green]{name}[/]: {report['tasks']} tasks -> {report['triples']} new triples "
+                  f"({report['duplicates']} already stored), {report['plans']} gold plans")
+    for e in report["errors"]:
+        err_console.print(f"[yellow]{e.get('sha', '')[:10]}:[/] {escape(str(e.get('error', '')))}")
+
+
+@triples.command("stats")
+@click.option("--repo", help="Only this repo package.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def triples_stats(app: App, repo: str | None, as_json: bool) -> None:
+    """Count the stored triples by stage and kind."""
+    from harness.triples import stats
+
+    data = stats(app.db, repo=repo)
+    if as_json:
+        emit_json(data)
+        return
+    table = Table("stage", "sft", "dpo", title=f"triples: {data['total']} "
+                  f"(gold {data['by_origin'].get('gold', 0)}, run {data['by_origin'].get('run', 0)})")
+    for stage, kinds in data["by_stage"].items():
+        table.add_row(stage, str(kinds.get("sft", 0)), str(kinds.get("dpo", 0)))
+    console.print(table)
+
+
+@triples.command("export")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for <stage>.<kind>.jsonl files and manifest.json.")
+@click.option("--format", "sft_format", type=click.Choice(["messages", "prompt_completion"]), default="messages",
+              show_default=True, help="Shape of SFT rows (trl reads both).")
+@click.option("--repo", help="Only this repo package.")
+@click.option("--before", metavar="DATE", help="Only triples from commits authored before DATE (YYYY-MM-DD).")
+@pass_app
+def triples_export(app: App, out: Path, sft_format: str, repo: str | None, before: str | None) -> None:
+    """Write the triples as JSONL that datasets.load_dataset("json", ...) and trl load."""
+    from harness.triples import export
+    from harness.validation import parse_since
+
+    manifest = export(app.db, out, sft_format=sft_format, repo=repo, before_ts=parse_since(before))
+    for name, f in manifest["files"].items():
+        console.print(f"{out / name}: {f['rows']} rows")
+    if not manifest["files"]:
+        console.print("no triples to export: run 'cra triples build NAME' first")
+
+
 # --------------------------------------------------------------------------- demo
 
 

@@ -174,6 +174,11 @@ def lock_has_hashes(lock_path: Path) -> bool:
     return "--hash=" in lock_path.read_text(encoding="utf-8", errors="replace")
 
 
+def read_marker(env: Path) -> dict[str, object] | None:
+    """The marker of a finished environment (what built it), or None."""
+    return _read_marker(env)
+
+
 def _read_marker(env: Path) -> dict[str, object] | None:
     try:
         data = json.loads((env / MARKER).read_text(encoding="utf-8"))
@@ -277,8 +282,8 @@ def site_dirs(python: Path) -> list[str]:
     """The site-packages folders of an environment (purelib, and platlib when different)."""
     out = subprocess.run(
         [str(python), "-I", "-c",
-         "import json, sysconfig; p = sysconfig.get_paths();"
-         " print(json.dumps(sorted({p['purelib'], p['platlib']})))"],
+         ("import json, sysconfig; p = sysconfig.get_paths();"
+          " print(json.dumps(sorted({p['purelib'], p['platlib']})))")],
         capture_output=True, text=True, check=False, timeout=60,
     )
     if out.returncode != 0:

@@ -19,7 +19,6 @@ import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
 from typing import TypeVar
 
 from appliance.config import MiningConfig
@@ -114,17 +113,18 @@ _BOT_MESSAGE = re.compile(
 _VERSION = r"v?\d+(\.\d+)+\S*"
 _VERSION_BUMP = re.compile(
     rf"^(bump|update|increase|set|change)\b.{{0,20}}\bversion\b"
-    rf"|^(release|releasing|prepare|preparing|prep|tag|version|start|starting|open|back to)\b.{{0,40}}{_VERSION}"
+    rf"|^(release|releasing|prepare|preparing|prep|tag|version|start|starting|open|back to)\b"
+    rf".{{0,40}}{_VERSION}"
     rf"|^{_VERSION}$"
     rf"|^(release|prepare|preparing) (for )?(the )?(next )?(release|version)\b"
     rf"|^back to development|^post-release|^dev version|^bump to {_VERSION}",
     re.IGNORECASE,
 )
 _TYPO = re.compile(r"\btypos?\b|\bspelling\b|\bmisspell|\bgrammar\b", re.IGNORECASE)
-_REVERT = re.compile(r"^revert\b|^reapply\b|^Revert \"|This reverts commit [0-9a-f]{7,40}",
-                     re.IGNORECASE | re.MULTILINE)
+# The title only: a squashed pull request may list a revert among its commits.
+_REVERT = re.compile(r"^(revert|reapply)\b", re.IGNORECASE)
 _WIP = re.compile(
-    r"^(fixup!|squash!|amend!|tmp|temp|todo|xxx|draft|do not merge|dnm)\b|\bwip\b"
+    r"^(fixup|squash|amend)!|^(tmp|temp|todo|xxx|draft|do not merge|dnm)\b|\bwip\b"
     r"|^(more|oops|stuff|fixes|changes|update|updates|cleanup|wip|test|tests|foo|asdf|\.+)$",
     re.IGNORECASE,
 )
@@ -196,7 +196,7 @@ def reject_merge_without_title(msg: Message, config: MiningConfig) -> str | None
 
 
 def reject_revert(msg: Message, config: MiningConfig) -> str | None:
-    return "revert" if _REVERT.search(msg.title) or _REVERT.search(msg.body) else None
+    return "revert" if _REVERT.search(msg.title.strip()) else None
 
 
 def reject_version_bump(msg: Message, config: MiningConfig) -> str | None:
@@ -208,7 +208,8 @@ def reject_typo(msg: Message, config: MiningConfig) -> str | None:
 
 
 def reject_wip(msg: Message, config: MiningConfig) -> str | None:
-    return "work in progress" if _WIP.search(strip_prefixes(msg.title).strip()) else None
+    title = msg.title.strip()
+    return "work in progress" if _WIP.search(title) or _WIP.search(strip_prefixes(title)) else None
 
 
 def reject_maintenance(msg: Message, config: MiningConfig) -> str | None:
@@ -243,7 +244,9 @@ def reject_long_message(msg: Message, config: MiningConfig) -> str | None:
 
 def reject_not_imperative(msg: Message, config: MiningConfig) -> str | None:
     word = msg.first_word
-    return None if is_imperative(word) else f"title does not start with an imperative verb ({word!r})"
+    if is_imperative(word):
+        return None
+    return f"title does not start with an imperative verb ({word!r})"
 
 
 # Order matters: the most specific reason wins (a dependabot "Bump version" is a bot).
@@ -292,8 +295,8 @@ PYTHON_SUFFIXES = (".py", ".pyi")
 def classify_path(path: str) -> FileKind:
     """``test`` for anything in a tests folder or named like a pytest file, ``source`` for
     the library's own Python files, ``other`` for the rest (docs, config, changelog)."""
-    parts = PurePosixPath(path).parts
-    name = parts[-1] if parts else path
+    parts = path.split("/")  # git paths: always "/", never "./" or "//"
+    name = parts[-1]
     dirs = parts[:-1]
     if any(_TEST_DIR.search(d) for d in dirs):
         return "test"
@@ -386,9 +389,15 @@ def reject_no_source(change: Change, config: MiningConfig) -> str | None:
     return None if ok else "no source .py file changed"
 
 
+def is_runnable_test(path: str) -> bool:
+    """A test module pytest collects: the task's FAIL_TO_PASS can only come from one."""
+    name = path.rsplit("/", 1)[-1]
+    return name.endswith(".py") and (name.startswith("test_") or name.endswith("_test.py"))
+
+
 def reject_no_test(change: Change, config: MiningConfig) -> str | None:
-    ok = any(f.kind == "test" and f.path.endswith(".py") for f in change.files)
-    return None if ok else "no test file changed"
+    ok = any(f.kind == "test" and is_runnable_test(f.path) for f in change.files)
+    return None if ok else "no test module changed"
 
 
 TESTS_RULES: dict[str, ChangeRule] = {
@@ -418,16 +427,20 @@ def first_rejection(
 # function body), and a piece that fails is confirmed by a full parse, so a rejection
 # always carries the full parse's message.
 #
-# Why that is sound: at the first line of a top-level statement the tokenizer is at
-# bracket depth 0, outside any string, at indentation 0, and ``ast.parse`` checks nothing
-# across statements (a misplaced ``__future__`` import or a stray ``return`` are compile
-# errors, not parse errors). So a file cut at such lines parses if every piece does. In
-# the body of a top-level class or function the same holds at the first line of a body
-# statement, at the body's indentation; such a piece is parsed under a stand-in
-# ``class _cra_:`` header and must stay inside it, at that indentation. Files with tabs or
-# form feeds in indentation, carriage returns or a non-UTF-8 coding line are always
-# parsed in full. tests/test_filters.py checks the result against full parses of
-# randomly edited files.
+# Why that is sound: at a "cut" (the first line of a top-level statement that begins a
+# line, or the line after one that ends a line, never after a backslash continuation) the
+# tokenizer is at bracket depth 0, outside any string, and the next code is at column 0;
+# ``ast.parse`` checks nothing across statements (a misplaced ``__future__`` import or a
+# stray ``return`` are compile errors, not parse errors). So a file cut there parses if
+# every piece does. In the body of a top-level class or function the same holds at the
+# body's cuts, at the body's indentation: such a piece is parsed under a stand-in
+# ``class _cra_:`` header and must stay inside it, at that indentation. A new signature
+# or decorator is parsed over a stand-in ``pass`` body and must keep the name and kind.
+# Body statements deleted with nothing in their place need no parse while the body keeps
+# a statement after them. A run of top-level statements that ends where a body piece
+# starts is merged with it, since the run may have closed that body. Files with tabs or
+# form feeds in indentation, carriage returns or a non-UTF-8 coding line are always parsed
+# in full. tests/test_filters.py checks all of it against full parses of edited files.
 
 Span = tuple[int, int, str]  # first line, last line (1-based, inclusive), "Class.method"
 Block = tuple[int, int, int, int]  # old lines [i1:i2] became new lines [j1:j2] (0-based)
@@ -441,7 +454,12 @@ class Body:
     first: int  # 0-based line of the def or class (decorators included)
     end: int  # 0-based, exclusive
     indent: int  # column of the body statements
-    cuts: tuple[int, ...]  # 0-based lines where the body may be cut
+    is_class: bool  # a function's body holds no symbols of its own
+    rel_cuts: tuple[int, ...]  # lines where the body may be cut, counted from ``first``
+
+    @property
+    def cuts(self) -> list[int]:
+        return [self.first + c for c in self.rel_cuts]
 
 
 @dataclass
@@ -463,21 +481,23 @@ class PyFile:
         return self._firsts
 
     def symbols_at(self, lines: Iterable[int]) -> list[str]:
-        """The innermost def or class around each 1-based line, in line order.
-
-        Lines at module level (imports, constants) name no symbol.
-        """
+        """Qualnames of the innermost symbols around the 1-based ``lines``, in source
+        order (``harness.pysource.symbols_touching``'s answer). Module-level lines name
+        nothing."""
         firsts = self.span_firsts()
-        found: dict[str, None] = {}
-        for line in sorted(set(lines)):
+        hit: set[int] = set()
+        for line in set(lines):
             # Spans nest or are disjoint, so the last one that starts before the line and
             # still contains it is the innermost.
             k = bisect.bisect_right(firsts, line) - 1
             while k >= 0 and self.spans[k][1] < line:
+                if "." not in self.spans[k][2]:
+                    k = -1  # a module-level symbol that ended: nothing earlier contains it
+                    break
                 k -= 1
             if k >= 0:
-                found.setdefault(self.spans[k][2], None)
-        return list(found)
+                hit.add(k)
+        return list(dict.fromkeys(self.spans[k][2] for k in sorted(hit)))
 
 
 _COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")
@@ -485,6 +505,11 @@ _ODD_INDENT = re.compile(rb"(?:^|\n) *[\t\f]")
 _WRAPPER = b"class _cra_:\n"
 _NESTED = ("body", "orelse", "finalbody", "handlers", "cases")
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+_COMPOUND = tuple(
+    getattr(ast, name)
+    for name in ("If", "For", "AsyncFor", "While", "With", "AsyncWith", "Try", "TryStar", "Match")
+    if hasattr(ast, name)
+)
 
 
 def _incremental_ok(data: bytes) -> bool:
@@ -530,12 +555,16 @@ def _clean_cuts(cuts: Iterable[int], lines: list[bytes]) -> list[int]:
 
 
 def _spans(stmts: Sequence[ast.stmt], prefix: str, shift: int, out: list[Span]) -> None:
-    """Append every def and class under ``stmts``; only statements are walked (fast)."""
+    """Append the symbols under ``stmts``, as ``harness.pysource`` names them: classes,
+    and functions at module level or in a class; a closure is part of its function."""
     for st in stmts:
         if isinstance(st, _DEFS):
             name = prefix + st.name
             out.append((_first_line(st) + shift, (st.end_lineno or st.lineno) + shift, name))
-            _spans(st.body, name + ".", shift, out)
+            if isinstance(st, ast.ClassDef):
+                _spans(st.body, name + ".", shift, out)
+            continue
+        if not isinstance(st, _COMPOUND):
             continue
         for fname in _NESTED:
             children = getattr(st, fname, None)
@@ -558,13 +587,15 @@ def _bodies(stmts: Sequence[ast.stmt], lines: list[bytes], shift: int) -> list[B
         indent = head.col_offset
         if indent <= 0 or row >= len(lines) or lines[row][:indent].strip(b" "):
             continue  # the body starts on the header line: no place to cut
+        first = _first_line(st) - 1 + shift
         out.append(
             Body(
                 name=st.name,
-                first=_first_line(st) - 1 + shift,
+                first=first,
                 end=(st.end_lineno or st.lineno) + shift,
                 indent=indent,
-                cuts=tuple(_cuts(st.body, lines, shift)),
+                is_class=isinstance(st, ast.ClassDef),
+                rel_cuts=tuple(c - first for c in _cuts(st.body, lines, shift)),
             )
         )
     return out
@@ -596,7 +627,8 @@ def parse_file(data: bytes, path: str) -> PyFile:
         return PyFile(lines, error, [], [], [], incremental)
     spans: list[Span] = []
     _spans(tree.body, "", 0, spans)
-    return PyFile(lines, None, spans, _cuts(tree.body, lines, 0), _bodies(tree.body, lines, 0), incremental)
+    cuts, bodies = _cuts(tree.body, lines, 0), _bodies(tree.body, lines, 0)
+    return PyFile(lines, None, spans, cuts, bodies, incremental)
 
 
 @dataclass
@@ -606,6 +638,7 @@ class _Region:
     body: Body | None  # None: a run of top-level statements
     k0: int  # the first and last block inside
     k1: int
+    header: bool = False  # only the decorators and the def/class line(s) of ``body``
 
 
 def _cut_before(cuts: Sequence[int], x: int, default: int) -> int:
@@ -619,46 +652,87 @@ def _cut_after(cuts: Sequence[int], x: int, default: int) -> int:
 
 
 def _top_region(old: PyFile, r0: int, r1: int, k0: int, k1: int) -> _Region:
-    return _Region(_cut_before(old.cuts, r0, 0), _cut_after(old.cuts, r1, len(old.lines)), None, k0, k1)
+    start, end = _cut_before(old.cuts, r0, 0), _cut_after(old.cuts, r1, len(old.lines))
+    return _Region(start, end, None, k0, k1)
 
 
-def _body_region(old: PyFile, firsts: list[int], i1: int, i2: int, k: int) -> _Region | None:
-    """The piece of one body around old lines [i1:i2], if they lie in one."""
+def _body_region(
+    old: PyFile, firsts: list[int], i1: int, i2: int, k: int, back: bool
+) -> _Region | None:
+    """The piece of one body around old lines [i1:i2], if they lie in one. ``back``: start
+    it one statement earlier (the new lines went on with the statement before)."""
     idx = bisect.bisect_right(firsts, i1) - 1
     if idx < 0:
         return None
     body = old.bodies[idx]
+    rel = body.rel_cuts
     # Up to the next top-level cut after the body: git puts an appended method after the
     # blank lines that follow a class. Soundness does not hang on this limit: the piece
     # must parse inside the stand-in class, and it ends at a cut.
-    limit = _cut_after(old.cuts, body.end + 1, len(old.lines))
-    if not body.cuts or i1 < body.cuts[0] or i2 > limit:
+    limit = _cut_after(old.cuts, body.end + 1, len(old.lines)) if body.is_class else body.end
+    if rel and body.first <= i1 < body.first + rel[0] and i2 <= body.first + rel[0]:
+        if back:
+            return None
+        # A new signature or decorator: re-parse the header over a stand-in body.
+        return _Region(body.first, body.first + rel[0], body, k, k, header=True)
+    if not rel or i1 < body.first + rel[0] or i2 > limit:
         return None
-    r0 = _cut_before(body.cuts, i1, body.cuts[0])
-    return _Region(r0, _cut_after(body.cuts, i2, limit), body, k, k)
+    r0 = body.first + _cut_before(rel, i1 - body.first, rel[0])
+    if back:
+        starts = [c for c in body.cuts if c < r0 and _starts_statement(old.lines[c], body.indent)]
+        if not starts:
+            return None
+        r0 = starts[-1]
+    r1 = _cut_after(rel, i2 - body.first, limit - body.first) + body.first
+    return _Region(r0, r1, body, k, k)
 
 
-def _regions(old: PyFile, blocks: list[Block], use_bodies: bool) -> list[_Region]:
+def _starts_statement(line: bytes, indent: int) -> bool:
+    return not line[:indent].strip(b" ") and line[indent : indent + 1] not in (b" ", b"#", b"\n", b"")
+
+
+# How far a block's piece reaches, raised each time a body piece fails to parse as one.
+BODY, BODY_BACK, TOP = 0, 1, 2
+
+
+def _regions(old: PyFile, blocks: list[Block], level: dict[int, int]) -> list[_Region]:
+    """The pieces to re-parse; ``level`` says how far each block's piece must reach."""
     firsts = [b.first for b in old.bodies]
     regions: list[_Region] = []
     for k, (i1, i2, _, _) in enumerate(blocks):
-        region = _body_region(old, firsts, i1, i2, k) if use_bodies and firsts else None
+        lvl = level.get(k, BODY)
+        region = _body_region(old, firsts, i1, i2, k, lvl == BODY_BACK) if firsts and lvl < TOP else None
         regions.append(region or _top_region(old, i1, i2, k, k))
     regions.sort(key=lambda r: (r.r0, r.r1))
     merged: list[_Region] = []
     for region in regions:
-        # Touching pieces merge too: a top-level piece that ends where a class ends and
-        # a piece of that class's body after it would each claim the class.
-        while merged and region.r0 <= merged[-1].r1:
+        while merged and _clash(merged[-1], region):
             prev = merged.pop()
             r0, r1 = min(prev.r0, region.r0), max(prev.r1, region.r1)
             k0, k1 = min(prev.k0, region.k0), max(prev.k1, region.k1)
-            if prev.body is not None and prev.body is region.body:
-                region = _Region(r0, r1, prev.body, k0, k1)
+            if prev.body is not None and prev.body is region.body and prev.header == region.header:
+                region = _Region(r0, r1, prev.body, k0, k1, prev.header)
             else:
                 region = _top_region(old, r0, r1, k0, k1)
         merged.append(region)
     return merged
+
+
+def _clash(prev: _Region, region: _Region) -> bool:
+    """Must these two pieces (sorted) become one? When they overlap; when a run of
+    top-level statements ends where a body piece starts (the body piece needs its body
+    still open there, and the run may have closed it); or when one is a run of top-level
+    statements that holds the body the other one is a piece of."""
+    if region.r0 < prev.r1:
+        return True
+    if region.r0 > prev.r1:
+        return False
+    if prev.body is None and region.body is not None and not region.header:
+        return True
+    for top, inner in ((prev, region), (region, prev)):
+        if top.body is None and inner.body is not None and top.r0 <= inner.body.first < top.r1:
+            return True
+    return False
 
 
 def reparse(old: PyFile, data: bytes, blocks: Sequence[Block], path: str) -> PyFile:
@@ -678,46 +752,91 @@ def reparse(old: PyFile, data: bytes, blocks: Sequence[Block], path: str) -> PyF
         return parse_file(data, path)  # the blocks do not describe these two versions
     if not ordered:
         return old if new_lines == old.lines else parse_file(data, path)
-    for use_bodies in (True, False):
-        result = _reparse_regions(old, new_lines, ordered, path, use_bodies)
+    level: dict[int, int] = {}
+    parsed: dict[tuple[int, int, str], ast.Module | None] = {}  # pieces met in earlier tries
+    while True:
+        result = _reparse_regions(old, new_lines, ordered, path, level, parsed)
         if isinstance(result, PyFile):
             return result
-        if result == "full":
-            break
-    return parse_file(data, path)
+        if result is None or all(level.get(k, BODY) == TOP for k in result):
+            return parse_file(data, path)
+        for k in result:  # body pieces that did not parse as such: reach further
+            level[k] = min(TOP, level.get(k, BODY) + 1)
 
 
 _Piece = tuple[_Region, int, int, ast.Module]  # region, its new lines [ns:ne], its tree
 
 
+def _has_code(lines: Sequence[bytes]) -> bool:
+    return any(line.strip() and not line.lstrip().startswith(b"#") for line in lines)
+
+
 def _reparse_regions(
-    old: PyFile, new_lines: list[bytes], blocks: list[Block], path: str, use_bodies: bool
-) -> PyFile | str | None:
-    """The new version from re-parsed pieces; None to retry without body pieces, "full"
-    when only a full parse can tell."""
+    old: PyFile,
+    new_lines: list[bytes],
+    blocks: list[Block],
+    path: str,
+    level: dict[int, int],
+    parsed: dict[tuple[int, int, str], ast.Module | None],
+) -> PyFile | set[int] | None:
+    """The new version from re-parsed pieces; or the blocks of the body pieces that did
+    not parse as such (to retry as top-level pieces); or None when only a full parse can
+    tell."""
+
+    def parse(ns: int, ne: int, kind: str, source: bytes) -> ast.Module | None:
+        key = (ns, ne, kind)
+        if key not in parsed:
+            parsed[key] = parse_python(source, path)[0]
+        return parsed[key]
+
     pieces: list[_Piece] = []
-    for region in _regions(old, blocks, use_bodies):
+    failed: set[int] = set()
+    for region in _regions(old, blocks, level):
         ns = region.r0 + blocks[region.k0][2] - blocks[region.k0][0]
         ne = region.r1 + blocks[region.k1][3] - blocks[region.k1][1]
-        middle = b"".join(new_lines[ns:ne])
-        if region.body is None:
-            tree, _ = parse_python(middle, path)
+        body = region.body
+        if body is None:
+            tree = parse(ns, ne, "top", b"".join(new_lines[ns:ne]))
             if tree is None:
-                return "full"  # a bigger piece would not parse either
+                return None  # a bigger piece would not parse either
+        elif region.header:
+            stand_in = b" " * body.indent + b"pass\n"
+            tree = parse(ns, ne, "header", b"".join(new_lines[ns:ne]) + stand_in)
+            node = tree.body[0] if tree is not None and len(tree.body) == 1 else None
+            if (
+                not isinstance(node, _DEFS)
+                or isinstance(node, ast.ClassDef) != body.is_class
+                or len(node.body) != 1
+                or not isinstance(node.body[0], ast.Pass)
+                or node.body[0].col_offset != body.indent
+                or node.body[0].lineno != ne - ns + 1
+            ):
+                failed.update(range(region.k0, region.k1 + 1))
+                continue
+        elif not _has_code(new_lines[ns:ne]):
+            # Statements deleted, nothing written instead: fine while the body keeps a
+            # statement after them (its last line, then, is where it was).
+            if region.r1 >= body.end:
+                failed.update(range(region.k0, region.k1 + 1))
+                continue
+            tree = ast.Module(body=[], type_ignores=[])
         else:
-            tree, _ = parse_python(_WRAPPER + middle, path)
+            tree = parse(ns, ne, "body", _WRAPPER + b"".join(new_lines[ns:ne]))
             if (
                 tree is None
                 or len(tree.body) != 1
                 or not isinstance(tree.body[0], ast.ClassDef)
-                or tree.body[0].body[0].col_offset != region.body.indent
+                or tree.body[0].body[0].col_offset != body.indent
             ):
-                return None
+                failed.update(range(region.k0, region.k1 + 1))
+                continue
         pieces.append((region, ns, ne, tree))
+    if failed:
+        return failed
     return _compose(old, new_lines, pieces)
 
 
-def _compose(old: PyFile, new_lines: list[bytes], pieces: list[_Piece]) -> PyFile | None:
+def _compose(old: PyFile, new_lines: list[bytes], pieces: list[_Piece]) -> PyFile | set[int] | None:
     """The new version's spans, cuts and bodies: the old ones, shifted, outside the pieces;
     the pieces' own inside them."""
     segs: list[tuple[int, int, int]] = []  # old lines [a:b] kept as they were, and their shift
@@ -731,64 +850,98 @@ def _compose(old: PyFile, new_lines: list[bytes], pieces: list[_Piece]) -> PyFil
     def carry(points: Sequence[int]) -> list[int]:
         """Sorted old cut lines that lie in kept lines (edges included), shifted."""
         out: list[int] = []
-        for a, b, d in segs:
-            kept = points[bisect.bisect_left(points, a) : bisect.bisect_right(points, b)]
+        for idx, (a, b, d) in enumerate(segs):
+            lo, hi = bisect.bisect_left(points, a), bisect.bisect_right(points, b)
+            if idx and lo < hi and points[lo] == a:
+                # Right after a piece: the line before it is new, check it again.
+                out.extend(_clean_cuts([a + d], new_lines))
+                lo += 1
+            kept = points[lo:hi]
             out.extend([p + d for p in kept] if d else kept)
         return out
 
     def new_pos(x: int) -> int:
         return x + segs[bisect.bisect_right(seg_starts, x) - 1][2]
 
-    spans: list[Span] = []
+    piece_spans: list[list[Span]] = []
     # A top-level cut where a body piece starts (the line after a class, where methods
     # were appended) now lies inside that body.
-    body_starts = {region.r0 for region, _, _, _ in pieces if region.body is not None}
+    body_starts = {r.r0 for r, _, _, _ in pieces if r.body is not None and not r.header}
     cuts = carry([c for c in old.cuts if c not in body_starts])
     bodies: list[Body] = []
-    touched: dict[tuple[str, int], list[_Piece]] = {}
-    for piece in pieces:
+    touched: dict[tuple[str, int], list[tuple[int, _Piece]]] = {}
+    # A new header may rename the def or class: its symbols take the new name.
+    renamed: dict[tuple[str, int], str] = {
+        (r.body.name, r.body.first): tree.body[0].name  # type: ignore[attr-defined]
+        for r, _, _, tree in pieces
+        if r.header and r.body is not None and tree.body[0].name != r.body.name  # type: ignore[attr-defined]
+    }
+    renames = [p for p in pieces if p[0].body and (p[0].body.name, p[0].body.first) in renamed]
+    for idx, piece in enumerate(pieces):
         region, ns, _, tree = piece
+        piece_spans.append([])
         if region.body is None:
-            _spans(tree.body, "", ns, spans)
+            _spans(tree.body, "", ns, piece_spans[-1])
             cuts.extend(_cuts(tree.body, new_lines, ns))
             bodies.extend(_bodies(tree.body, new_lines, ns))
         else:
-            touched.setdefault((region.body.name, region.body.first), []).append(piece)
-            _spans(tree.body[0].body, region.body.name + ".", ns - 1, spans)
+            key = (region.body.name, region.body.first)
+            touched.setdefault(key, []).append((idx, piece))
+            if region.body.is_class and not region.header and tree.body:
+                name = renamed.get(key, region.body.name)
+                _spans(tree.body[0].body, name + ".", ns - 1, piece_spans[-1])
 
+    new_spans: dict[tuple[str, int], Span] = {}
     for body in old.bodies:
         a, b, d = segs[bisect.bisect_right(seg_starts, body.first) - 1]
-        if not a <= body.first < b:
-            continue  # inside a re-parsed run of top-level statements: re-derived there
         own = touched.get((body.name, body.first))
         if own is None:
-            if body.end <= b:
-                bodies.append(
-                    Body(body.name, body.first + d, body.end + d, body.indent,
-                         tuple(c + d for c in body.cuts))
-                )
-            continue
+            if a <= body.first < b and body.end <= b:
+                bodies.append(Body(body.name, body.first + d, body.end + d, body.indent,
+                                   body.is_class, body.rel_cuts))
+            continue  # else inside a re-parsed run of top-level statements: re-derived there
         body_cuts = carry(body.cuts)
-        end = -1
-        for region, ns, _, tree in own:
+        first, end, header_at = body.first + d, -1, -1
+        for idx, (region, ns, _, tree) in own:
+            if region.header:  # the body's statements are as they were
+                first, header_at = ns + _first_line(tree.body[0]) - 1, idx
+                continue
+            if not tree.body:
+                continue  # statements deleted: nothing to add
             wrapper = tree.body[0]
             body_cuts.extend(_cuts(wrapper.body, new_lines, ns - 1))
             if region.r1 >= body.end:  # this piece holds the body's last line
                 end = ns + (wrapper.end_lineno or wrapper.lineno) - 1
         if end < 0:
             end = new_pos(body.end - 1) + 1
-        first = body.first + d
-        bodies.append(Body(body.name, first, end, body.indent, tuple(_clean_cuts(set(body_cuts), new_lines))))
-        spans.append((first + 1, end, body.name))
+        # An old cut at an insertion point has two images; the one after statements
+        # inserted at top level, past the body's new end, is not in the body any more.
+        inside = sorted({c - first for c in body_cuts if first < c <= end})
+        name = renamed.get((body.name, body.first), body.name)
+        bodies.append(Body(name, first, end, body.indent, body.is_class, tuple(inside)))
+        if header_at >= 0:
+            piece_spans[header_at].insert(0, (first + 1, end, name))
+        else:
+            new_spans[(body.name, body.first)] = (first + 1, end, name)
 
+    # Spans in line order without sorting: each kept run, then the piece that follows it.
+    spans: list[Span] = []
     firsts = old.span_firsts()
-    for a, b, d in segs:
-        for first, last, name in old.spans[bisect.bisect_left(firsts, a + 1) : bisect.bisect_right(firsts, b)]:
-            if (name, first - 1) in touched:
-                continue  # a body with re-parsed statements: added above
+    for idx, (a, b, d) in enumerate(segs):
+        lo, hi = bisect.bisect_left(firsts, a + 1), bisect.bisect_right(firsts, b)
+        for first, last, name in old.spans[lo:hi]:
+            replaced = new_spans.get((name, first - 1))
+            if replaced is not None:
+                spans.append(replaced)  # a body with re-parsed statements
+                continue
             if last > b:
                 return None  # reaches into a piece: cannot happen for a file that parsed
+            for r, _, _, _ in renames:
+                body = r.body
+                if body and body.first < first <= body.end and name.startswith(body.name + "."):
+                    name = renamed[(body.name, body.first)] + name[len(body.name):]
             spans.append((first + d, last + d, name) if d else (first, last, name))
-    spans.sort(key=lambda s: (s[0], -s[1]))
+        if idx < len(pieces):
+            spans.extend(piece_spans[idx])
     bodies.sort(key=lambda b: b.first)
-    return PyFile(new_lines, None, spans, _clean_cuts(set(cuts), new_lines), bodies, True)
+    return PyFile(new_lines, None, spans, sorted(set(cuts)), bodies, True)

@@ -5,11 +5,11 @@ squash or direct commit is one candidate and a pull-request merge is one candida
 diff against the first parent, its PR title as the instruction); the work-in-progress
 commits inside a merged branch are never visited.
 
-Stage 1 is one ``git log --numstat`` pass over every commit, scored by the cheap rules
-of ``harness.filters`` (message, size, tests). Stage 2 opens only the survivors with
-PyDriller, because opening every commit costs about 15 times the ``git log`` pass: it
-checks that every changed Python file parses before and after, and lists the changed
-functions and classes. Every commit comes back with a verdict, so the funnel is a query.
+Stage 1 is one ``git log --numstat`` pass over every commit, judged by the cheap rules of
+``harness.filters`` (message, size, tests). Stage 2 reads file contents, so it sees only
+the survivors: every changed Python file must parse before and after the commit, and the
+functions and classes the diff touches are recorded. Every commit comes back with a
+verdict (kept, or the first stage that rejected it and why), so the funnel is a query.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from appliance.config import MiningConfig
+from appliance.db.corpus import STAGES
 from appliance.errors import GitError, NotFound
 from appliance.records import CommitRecord, FileChange
 from harness import filters
 from harness.git import git, git_bytes
 
 Progress = Callable[[int, int], None]
+MESSAGE, SIZE, TESTS, PARSE = STAGES  # the names the DB and the funnel use
 
 # One header per commit, NUL-separated fields; %x1e marks where a commit starts. %B is
 # the raw message, which may hold anything but a NUL.
@@ -48,7 +50,7 @@ def log_args(rev: str) -> list[str]:
 
 
 @dataclass
-class _Raw:
+class LoggedCommit:
     """One commit as stage 1 saw it, before the rules."""
 
     sha: str
@@ -64,7 +66,7 @@ def _text(b: bytes) -> str:
     return b.decode("utf-8", "replace")
 
 
-def parse_log(out: bytes) -> list[_Raw]:
+def parse_log(out: bytes) -> list[LoggedCommit]:
     """Parse the output of ``git log`` with ``log_args`` (newest first, as git prints it).
 
     Tokens are NUL-terminated. A header is a fixed number of fields; after it come numstat
@@ -73,7 +75,7 @@ def parse_log(out: bytes) -> list[_Raw]:
     """
     tokens = out.split(b"\0")
     n = len(tokens)
-    commits: list[_Raw] = []
+    commits: list[LoggedCommit] = []
     i = 0
     while i < n:
         tok = tokens[i]
@@ -87,7 +89,7 @@ def parse_log(out: bytes) -> list[_Raw]:
         sha = _text(tok[1:])
         parents_b, date_b, ts_b, name_b, email_b, body_b = tokens[i + 1 : i + len(_FIELDS)]
         i += len(_FIELDS)
-        raw = _Raw(
+        raw = LoggedCommit(
             sha=sha,
             parents=_text(parents_b).split(),
             author_date=_text(date_b),
@@ -127,7 +129,7 @@ def parse_log(out: bytes) -> list[_Raw]:
     return commits
 
 
-def judge_stage1(raw: _Raw, config: MiningConfig) -> CommitRecord:
+def judge_stage1(raw: LoggedCommit, config: MiningConfig) -> CommitRecord:
     """A record for one commit with the verdict of the cheap stages (message, size, tests)."""
     is_merge = len(raw.parents) > 1
     title, message = filters.split_message(raw.raw_message, is_merge=is_merge)
@@ -150,34 +152,36 @@ def judge_stage1(raw: _Raw, config: MiningConfig) -> CommitRecord:
     )
     record.scores["message"] = filters.message_score(msg)
     change = filters.Change(files=raw.files, is_root=not raw.parents)
-    checks = (
-        ("message", filters.MESSAGE_RULES, msg),
-        ("size", filters.SIZE_RULES, change),
-        ("tests", filters.TESTS_RULES, change),
-    )
-    for stage, rules, subject in checks:
-        reason = filters.first_rejection(rules, subject, config)  # type: ignore[arg-type]
-        if reason:
-            record.reject(stage, reason)
-            break
+    stage, reason = MESSAGE, filters.first_rejection(filters.MESSAGE_RULES, msg, config)
+    if not reason:
+        stage, reason = SIZE, filters.first_rejection(filters.SIZE_RULES, change, config)
+    if not reason:
+        stage, reason = TESTS, filters.first_rejection(filters.TESTS_RULES, change, config)
+    if reason:
+        record.reject(stage, reason)
     return record
 
 
 # ---------------------------------------------------------------------------- stage 2
 #
-# Stage 2 reads file contents, so it only ever sees the survivors, in batches, with two
-# git processes per batch: one ``git cat-file --batch`` for every before/after version of
-# the changed Python files, one ``git diff-tree --stdin -U0`` for the line ranges that
-# changed. (PyDriller, which the design first named for this, spends about 25 ms per
-# commit in GitPython before any parsing: on attrs that alone is 14x the git log pass.)
-# Each file version is parsed with ``filters.reparse`` from the last version of the same
-# path this run parsed, so the big modules that change in commit after commit are not
-# parsed in full every time.
+# Stage 2 works on the survivors in batches, with few git processes per batch: one
+# ``git cat-file --batch`` for the old and new version of every changed Python file, one
+# ``git diff-tree --stdin -U0`` for the lines each survivor changed, and one per big file
+# to catch up with versions that rejected commits made. Each version is parsed with
+# ``filters.reparse`` from the last version of the same path this run parsed, so the big
+# modules that change in commit after commit are not parsed in full every time.
+#
+# The design first named PyDriller for this stage. Opening a commit with it costs about
+# 25 ms in GitPython before any parsing (its diff parser looks up submodules once per
+# file), and lizard, behind changed_methods, 70 ms per version of a 100 kB module: on attrs,
+# 260 survivors, the first part alone is 14 times the git log pass. PyDriller stays what the
+# benchmark measures against, and what the tests check file counts with.
 
 BATCH = 200
+CATCH_UP_BYTES = 25_000
 _HUNK = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 _SHA_LINE = re.compile(rb"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
-_C_ESCAPES = {ord(k): v for k, v in zip("abfnrtv\\\"", "\a\b\f\n\r\t\v\\\"")}
+_C_ESCAPES = {ord(k): ord(v) for k, v in zip("abfnrtv\\\"", "\a\b\f\n\r\t\v\\\"")}
 
 
 @dataclass
@@ -255,7 +259,7 @@ def _unquote(raw: bytes) -> str:
                 out.append(int(body[i + 1 : i + 4], 8))
                 i += 4
                 continue
-            out.extend(chr(_C_ESCAPES.get(nxt, nxt)).encode() if nxt in _C_ESCAPES else bytes([nxt]))
+            out.append(_C_ESCAPES.get(nxt, nxt))
             i += 2
             continue
         out.append(c)
@@ -267,17 +271,26 @@ def _diff_path(raw: bytes, prefix: str) -> str | None:
     path = _unquote(raw)
     if path == "/dev/null":
         return None
-    return path[len(prefix):] if path.startswith(prefix) else path
+    return path.removeprefix(prefix)
 
 
-def parse_hunks(out: bytes) -> list[dict[str, list[filters.Block]]]:
-    """Changed line ranges per file, one dict per ``git diff-tree --stdin --always`` line.
+@dataclass
+class Diff:
+    """One ``git diff-tree`` answer: changed line ranges per path, and the symlinks (whose
+    "content" is a target path, not Python)."""
 
-    Only the headers are read: ``-U0`` hunks give the exact ranges, and the diff's own
-    content lines are skipped by their first byte.
+    blocks: dict[str, list[filters.Block]] = field(default_factory=dict)
+    links: set[str] = field(default_factory=set)
+
+
+def parse_hunks(out: bytes) -> list[Diff]:
+    """One ``Diff`` per line given to ``git diff-tree --stdin --always --raw -p -U0``.
+
+    Only raw lines and headers are read: ``-U0`` hunk headers give the exact ranges, and
+    the diff's content lines are skipped by their first byte.
     """
-    sections: list[dict[str, list[filters.Block]]] = []
-    current: dict[str, list[filters.Block]] = {}
+    sections: list[Diff] = []
+    current = Diff()
     in_header = False
     old: str | None = None
     key: str | None = None
@@ -285,9 +298,14 @@ def parse_hunks(out: bytes) -> list[dict[str, list[filters.Block]]]:
         if not in_header and line[:1] in (b"+", b"-", b" ", b"\\"):
             continue
         if _SHA_LINE.match(line):
-            current = {}
+            current = Diff()
             sections.append(current)
             in_header = False
+            continue
+        if line.startswith(b":"):  # ":100644 120000 <oid> <oid> T\tpath" (--raw)
+            meta, _, paths = line.partition(b"\t")
+            if b" 120000 " in meta or meta.startswith(b":120000 "):
+                current.links.update(_unquote(p) for p in paths.split(b"\t"))
             continue
         if line.startswith(b"diff --git "):
             in_header, old, key = True, None, None
@@ -306,26 +324,28 @@ def parse_hunks(out: bytes) -> list[dict[str, list[filters.Block]]]:
             c, d = int(m[3]), int(m[4] if m[4] is not None else 1)
             i1 = a if b == 0 else a - 1
             j1 = c if d == 0 else c - 1
-            current.setdefault(key, []).append((i1, i1 + b, j1, j1 + d))
+            current.blocks.setdefault(key, []).append((i1, i1 + b, j1, j1 + d))
     return sections
 
 
 def read_hunks(
     repo_dir: Path, pairs: list[tuple[str, str]], pathspecs: Sequence[str] = ("*.py", "*.pyi")
-) -> dict[tuple[str, str], dict[str, list[filters.Block]]]:
-    """``{(new, old): {path: blocks}}`` for the files matching ``pathspecs`` between each
-    pair of commits, from one ``git diff-tree --stdin``."""
+) -> dict[tuple[str, str], Diff]:
+    """``{(new, old): Diff}`` for the files matching ``pathspecs`` between each pair of
+    commits, from one ``git diff-tree --stdin``."""
     if not pairs:
         return {}
     out = git_bytes(
-        repo_dir, "diff-tree", "--stdin", "--always", "-r", "-p", "-U0", "-M", "--no-color",
-        "--no-ext-diff", "--no-textconv", "--src-prefix=a/", "--dst-prefix=b/",
-        "--", *pathspecs,
+        repo_dir, "diff-tree", "--stdin", "--always", "-r", "--raw", "-p", "-U0", "-M",
+        "--no-abbrev", "--no-color", "--no-ext-diff", "--no-textconv",
+        "--src-prefix=a/", "--dst-prefix=b/", "--", *pathspecs,
         input="".join(f"{new} {old}\n" for new, old in pairs).encode(),
     )
     sections = parse_hunks(out)
     if len(sections) != len(pairs):
-        raise GitError(f"git diff-tree answered {len(sections)} of {len(pairs)} diffs", path=repo_dir)
+        raise GitError(
+            f"git diff-tree answered {len(sections)} of {len(pairs)} diffs", path=repo_dir
+        )
     return dict(zip(pairs, sections))
 
 
@@ -339,32 +359,34 @@ class _Stage2:
 
     def __init__(self, repo_dir: Path):
         self.repo_dir = repo_dir
-        self.refs: dict[str, _Ref] = {}  # path -> last parsed version (as planned, then parsed)
+        self.refs: dict[str, _Ref] = {}  # path -> the last version of it parsed
 
     def run(self, records: list[CommitRecord], tick: Callable[[], None]) -> None:
         for start in range(0, len(records), BATCH):
             batch = records[start : start + BATCH]
             jobs = {r.sha: _jobs(r) for r in batch}
-            blobs = read_blobs(
-                self.repo_dir, (n for js in jobs.values() for j in js for n in (j.before, j.after) if n)
-            )
+            names = (n for js in jobs.values() for j in js for n in (j.before, j.after) if n)
+            blobs = read_blobs(self.repo_dir, names)
             own, catch_up = self._plan(batch, jobs, blobs)
             hunks = read_hunks(self.repo_dir, own)
             # Catching up a path spans many commits; diffing only that path keeps it small.
             for path, pairs in catch_up.items():
-                for pair, files in read_hunks(self.repo_dir, pairs, [f":(literal){path}"]).items():
-                    hunks.setdefault(pair, {}).update(files)
+                for pair, diff in read_hunks(self.repo_dir, pairs, [f":(literal){path}"]).items():
+                    hunks.setdefault(pair, Diff()).blocks.update(diff.blocks)
             for record in batch:
                 self._judge(record, jobs[record.sha], blobs, hunks)
                 tick()
 
     def _plan(
-        self, batch: list[CommitRecord], jobs: dict[str, list[_Job]], blobs: dict[str, tuple[str, bytes]]
+        self,
+        batch: list[CommitRecord],
+        jobs: dict[str, list[_Job]],
+        blobs: dict[str, tuple[str, bytes]],
     ) -> tuple[list[tuple[str, str]], dict[str, list[tuple[str, str]]]]:
         """The diffs this batch needs: each survivor against its first parent, and, per
         path, the old version against the one last parsed where they differ."""
         own: list[tuple[str, str]] = []
-        catch_up: dict[str, dict[tuple[str, str], None]] = {}
+        catch_up: dict[str, dict[tuple[str, str], int]] = {}
         refs = {path: (ref.oid, ref.commit) for path, ref in self.refs.items()}
         for record in batch:
             own.append((record.sha, record.parent or ""))
@@ -372,23 +394,34 @@ class _Stage2:
                 before = blobs.get(job.before) if job.before else None
                 ref = refs.get(job.old_path)
                 if before and ref and ref[0] != before[0]:
-                    catch_up.setdefault(job.old_path, {})[(record.parent or "", ref[1])] = None
+                    pair = (record.parent or "", ref[1])
+                    catch_up.setdefault(job.old_path, {})[pair] = len(before[1])
                 after = blobs.get(job.after) if job.after else None
                 if after:
                     refs[job.path] = (after[0], record.sha)
-        return own, {path: list(pairs) for path, pairs in catch_up.items()}
+        # A git process costs about as much as parsing 25 kB in full: catch small files up
+        # by parsing them in full.
+        return own, {
+            path: list(pairs) for path, pairs in catch_up.items()
+            if sum(pairs.values()) > CATCH_UP_BYTES * (1 + len(pairs) / 5)
+        }
 
     def _judge(
         self,
         record: CommitRecord,
         jobs: list[_Job],
         blobs: dict[str, tuple[str, bytes]],
-        hunks: dict[tuple[str, str], dict[str, list[filters.Block]]],
+        hunks: dict[tuple[str, str], Diff],
     ) -> None:
         reason: str | None = None
         symbols: dict[str, list[str]] = {}
-        own = hunks.get((record.sha, record.parent or ""), {})
+        own = hunks.get((record.sha, record.parent or "")) or Diff()
         for job in jobs:
+            if job.path in own.links or job.old_path in own.links:
+                continue  # a symlink's blob is a path, not Python
+            if (job.before and "\n" in job.before) or (job.after and "\n" in job.after):
+                reason = reason or f"{job.path!r}: a path with a newline cannot be read back"
+                continue
             before_blob = blobs.get(job.before) if job.before else None
             after_blob = blobs.get(job.after) if job.after else None
             before = after = None
@@ -396,9 +429,9 @@ class _Stage2:
                 before = self._parse_before(record, job, before_blob, hunks)
                 if before.error and reason is None:
                     reason = f"{job.old_path} does not parse before the commit: {before.error}"
-            blocks = own.get(job.path, [])
+            blocks = own.blocks.get(job.path, [])
             if after_blob is not None:
-                if before is not None and before_blob is not None and before_blob[0] == after_blob[0]:
+                if before is not None and before_blob and before_blob[0] == after_blob[0]:
                     after = before  # renamed or mode change only
                 elif before is not None and blocks:
                     after = filters.reparse(before, after_blob[1], blocks, job.path)
@@ -407,12 +440,12 @@ class _Stage2:
                 self.refs[job.path] = _Ref(after_blob[0], record.sha, after)
                 if after.error and reason is None:
                     reason = f"{job.path} does not parse after the commit: {after.error}"
-            names = after.symbols_at(_lines(blocks, 2)) if after is not None and not after.error else []
+            names = after.symbols_at(_lines(blocks, 2)) if after and not after.error else []
             if before is not None and not before.error:
                 names += [n for n in before.symbols_at(_lines(blocks, 0)) if n not in names]
             symbols[job.path] = names
         if reason:
-            record.reject("parse", reason)
+            record.reject(PARSE, reason)
         else:
             record.symbols = symbols
 
@@ -421,13 +454,14 @@ class _Stage2:
         record: CommitRecord,
         job: _Job,
         blob: tuple[str, bytes],
-        hunks: dict[tuple[str, str], dict[str, list[filters.Block]]],
+        hunks: dict[tuple[str, str], Diff],
     ) -> filters.PyFile:
         ref = self.refs.get(job.old_path)
         if ref is not None and ref.pyfile is not None:
             if ref.oid == blob[0]:
                 return ref.pyfile
-            blocks = hunks.get((record.parent or "", ref.commit), {}).get(job.old_path)
+            diff = hunks.get((record.parent or "", ref.commit))
+            blocks = diff.blocks.get(job.old_path) if diff else None
             if blocks:
                 return filters.reparse(ref.pyfile, blob[1], blocks, job.old_path)
         return filters.parse_file(blob[1], job.old_path)

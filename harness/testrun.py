@@ -141,17 +141,22 @@ def patch_paths(patch: str) -> list[str]:
 
 
 def _module_of(classname: str, name: str, file: str | None, run_files: Sequence[str]) -> str | None:
-    """The test file a junit testcase came from (the files run are known, so this does not
-    depend on the junit family or the rootdir)."""
-    if file and file.endswith(".py"):
-        return file.replace(os.sep, "/")
+    """The test module a junit testcase came from.
+
+    Read from ``classname`` (pytest derives it from the node id, relative to the rootdir,
+    which cra pins to the checkout) against the files that were run, so it does not depend
+    on the junit family. The ``file`` attribute is only a fallback: for a test method
+    inherited from a mixin it names the mixin's file, not the test module.
+    """
     dotted_target = classname or name
     best: str | None = None
     for f in run_files:
         dotted = f[:-3].replace("/", ".") if f.endswith(".py") else f.replace("/", ".")
-        if dotted_target == dotted or dotted_target.startswith(dotted + "."):
-            if best is None or len(f) > len(best):
-                best = f
+        matches = dotted_target == dotted or dotted_target.startswith(dotted + ".")
+        if matches and (best is None or len(f) > len(best)):
+            best = f
+    if best is None and file and file.endswith(".py"):
+        return file.replace(os.sep, "/")
     return best
 
 
@@ -161,7 +166,7 @@ def junit_node_id(classname: str, name: str, file: str | None, run_files: Sequen
     if module is None:
         return f"{classname}::{name}" if classname else name
     dotted = module[:-3].replace("/", ".")
-    if not classname:  # a collection error: the testcase is the module itself
+    if not classname and name == dotted:  # a collection error: the testcase is the module
         return module
     if classname == dotted:
         return f"{module}::{name}"
@@ -206,8 +211,13 @@ def _worst(old: str | None, new: str) -> str:
 
 _SUMMARY_MARK = re.compile(r"^=+ short test summary info =+\s*$")
 _FINAL_LINE = re.compile(r"^=+ (?P<body>.*?) in [\d.]+\s*s(econds)?\b.*=+\s*$")
-_COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?|rerun)")
+_COUNT = re.compile(
+    r"(\d+) (subtests passed|passed|failed|errors?|skipped|xfailed|xpassed|deselected|warnings?|rerun)"
+)
 _SUMMARY_LINE = re.compile(r"^(PASSED|FAILED|ERROR|XFAIL|XPASS|SKIPPED) (.*)$")
+# unittest subTest / pytest's subtests: "SUBFAILED[msg] (i=1) tests/x.py::T::test - ..."
+_SUB_LINE = re.compile(r"^SUB(FAIL|PASS|SKIP|XFAIL)[A-Z]*\b(.*)$")
+_SUB_COUNT = {"FAIL": "failed", "PASS": "subtests passed", "SKIP": "skipped", "XFAIL": "xfailed"}
 _SKIPPED_N = re.compile(r"^\[(\d+)\]")
 _SUMMARY_TO_OUTCOME = {
     "PASSED": "passed", "FAILED": "failed", "ERROR": "error", "XFAIL": "skipped", "XPASS": "passed",
@@ -238,18 +248,29 @@ def _node_from_rest(rest: str) -> str:
         start = i + 1
 
 
-def parse_summary(output: str) -> Summary | None:
+def _sub_node(rest: str, run_files: Sequence[str]) -> str | None:
+    """The node id inside a subtest line, after its free-text description: found by the
+    test files that were run, since the description may hold anything."""
+    found = [(i, f) for f in run_files for i in [rest.find(f + "::")] if i >= 0]
+    if not found:
+        return None
+    start = min(found)[0]
+    return _node_from_rest(rest[start:])
+
+
+def parse_summary(output: str, run_files: Sequence[str] = ()) -> Summary | None:
     """Outcomes from the *last* short test summary section of pytest's output, or None.
 
     Lines printed before that marker (a test printing "PASSED ..." to stdout) are never
     read; lines forged after it must also forge pytest's closing counts to be believed.
+    A failed subtest fails its test; a passed one says nothing about it.
     """
     lines = output.splitlines()
     marks = [i for i, line in enumerate(lines) if _SUMMARY_MARK.match(line)]
     if not marks:
         return None
     outcomes: dict[str, str] = {}
-    seen = {k: 0 for k in _COUNT_KEY.values()}
+    seen = {k: 0 for k in [*_COUNT_KEY.values(), "subtests passed"]}
     counts: dict[str, int] | None = None
     for line in lines[marks[-1] + 1:]:
         final = _FINAL_LINE.match(line)
@@ -259,6 +280,14 @@ def parse_summary(output: str) -> Summary | None:
                 key = "error" if word.startswith("error") else "warning" if word.startswith("warning") else word
                 counts[key] = int(n)
             break
+        sub = _SUB_LINE.match(line)
+        if sub:
+            kind, rest = sub.groups()
+            seen[_SUB_COUNT[kind]] += 1
+            node = _sub_node(rest, run_files)
+            if kind == "FAIL" and node is not None:
+                outcomes[node] = _worst(outcomes.get(node), "failed")
+            continue
         m = _SUMMARY_LINE.match(line)
         if not m:
             continue  # a wrapped message, an old pytest's indented "reason:" line
@@ -340,7 +369,7 @@ def interpret(
     junit = parse_junit(junit_path, run_files)
     if junit_path.exists() and junit is None:
         notes.append("junit report unreadable")
-    summary = None if output_truncated else parse_summary(stdout)
+    summary = None if output_truncated else parse_summary(stdout, run_files)
     if summary is not None and not summary.consistent:
         notes.append("short summary does not match pytest's closing counts")
 
@@ -434,7 +463,6 @@ def pytest_argv(python: Path, worktree: Path, files: Sequence[str], run_dir: Pat
         "-rA", "--continue-on-collection-errors",
         f"--rootdir={worktree}",
         f"--junitxml={run_dir / 'junit' / JUNIT_NAME}",
-        "-o", "junit_family=xunit1",  # xunit1 keeps the file attribute
     ]
     if not _has_own_config(worktree, files):
         ini = run_dir / "conf" / "pytest.ini"

@@ -28,12 +28,11 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
@@ -51,9 +50,9 @@ from harness.testrun import (
     TestRun,
     is_runnable_test,
     is_test_file,
+    run_env,
     run_pytest,
     split_commit,
-    run_env,
 )
 from harness.worktrees import (
     PatchError,
@@ -173,7 +172,7 @@ class _Session:
         parent = self.commit.parent
         assert parent is not None
         started = time.monotonic()
-        checkout(self.wt, parent, keep=keep_list(self.wt, self.env_key))
+        checkout(self.wt, parent, keep=keep_list(self.wt))
         for name, patch in patches:
             try:
                 apply_patch(self.wt, patch)
@@ -241,6 +240,8 @@ def _check_run(run: TestRun, label: str, *, at_parent: bool) -> None:
         raise _Failure("timeout", f"the {label} run timed out")
     if not run.completed:
         why = run.note or f"exit {run.returncode}"
+        if "No module named pytest" in run.output_tail:
+            raise _Failure("env_error", "pytest is not in the environment: the era's lock lacks it")
         if at_parent:
             raise _Failure("env_error", f"pytest produced no results at the parent ({why})")
         raise _Failure("patch_error", f"pytest produced no results with the gold patch ({why})")
@@ -286,7 +287,9 @@ def classify(before: TestRun, after1: TestRun, after2: TestRun) -> Verdict:
     if flaky_candidates:
         return Verdict("flaky", f"{flaky_candidates} test(s) would fail→pass but are flaky", f2p, p2p, flaky)
     still = sum(1 for n in nodes if after1.status_of(n) in FAILING | {"missing"})
-    if not nodes:
+    if not nodes and after1.errored_files:
+        reason = f"the test modules do not import, with or without the gold patch: {', '.join(after1.errored_files[:3])}"
+    elif not nodes:
         reason = "the commit's test files hold no tests"
     elif not after1.trusted or not after2.trusted:
         reason = "results with the gold patch cannot be trusted: " + (after1.note or after2.note or "")
@@ -461,7 +464,7 @@ def supplement(
     try:
         session.setup_env(era, python or options.python or _current_python())
         assert session.wt is not None
-        checkout(session.wt, commit.sha, keep=keep_list(session.wt, session.env_key or ""))
+        checkout(session.wt, commit.sha, keep=keep_list(session.wt))
         context = TaskContext(
             repo=task.repo, sha=task.sha, parent=commit.parent, instruction=task.instruction,
             gold_patch=task.gold_patch, test_patch=task.test_patch,
@@ -504,7 +507,7 @@ def supplement(
                           *(f":(literal){p}" for p in kept))
         task.test_patch = task.test_patch + addition
         task.test_files = sorted(set(task.test_files) | set(kept))
-        in_kept = lambda n: n.split("::", 1)[0] in kept  # noqa: E731
+        in_kept = lambda n: n.split("::", 1)[0] in kept
         task.fail_to_pass = sorted(set(task.fail_to_pass) | {n for n in verdict.fail_to_pass if in_kept(n)})
         task.pass_to_pass = sorted(set(task.pass_to_pass) | {n for n in verdict.pass_to_pass if in_kept(n)})
         task.flaky = sorted(set(task.flaky) | {n for n in verdict.flaky if in_kept(n)})
@@ -536,7 +539,7 @@ def parse_since(since: str | datetime | int | None) -> int | None:
         except ValueError as exc:
             raise BadInput(f"--since {since!r} is not a date", hint="use YYYY-MM-DD") from exc
     if since.tzinfo is None:
-        since = since.replace(tzinfo=timezone.utc)
+        since = since.replace(tzinfo=UTC)
     return int(since.timestamp())
 
 
@@ -598,7 +601,7 @@ def validate_repo(
                             home, task, commit, era, generator, slot=slot, options=options, python=python,
                         )
                     done_q.put((task, None))
-                except BaseException as exc:  # a bug: hand it to the main thread, stop the others
+                except BaseException as exc:  # noqa: BLE001 - a bug: re-raised by the main thread
                     done_q.put((None, exc))
                     return
 

@@ -13,6 +13,9 @@ harness's next ``git checkout`` run it outside the sandbox. The checkout's ``.gi
 (which build back-ends such as hatch-vcs read for the version) is rewritten before every
 use and is never trusted by the harness.
 
+Overlays (see ``harness.envs``) live in ``var/worktrees/<repo>/.env-<slot>/<env key>/<build
+digest>``: one per slot, era and build configuration.
+
 Files a build generates are kept across ``git clean`` by exact path: the install records
 what was untracked right after it ran.
 """
@@ -31,7 +34,7 @@ from pathlib import Path
 
 from appliance.config import Home
 from appliance.errors import GitError
-from harness.envs import EnvError, ensure_overlay, find_uv, installer_env
+from harness.envs import EnvError, ensure_overlay, find_uv, installer_env, read_marker
 from harness.git import git
 
 BUILD_FILES = ("pyproject.toml", "setup.py", "setup.cfg")
@@ -77,8 +80,13 @@ class Worktree:
         """``var/worktrees/<repo>``: the slot's checkout, git dir and overlays live here."""
         return self.path.parent
 
-    def overlay_dir(self, env_key: str) -> Path:
-        return self.root / f".env-{self.slot}" / env_key
+    @property
+    def overlays(self) -> Path:
+        """``var/worktrees/<repo>/.env-<slot>``: this slot's overlay environments."""
+        return self.root / f".env-{self.slot}"
+
+    def overlay_dir(self, env_key: str, digest: str) -> Path:
+        return self.overlays / env_key / digest[:16]
 
     def reset_dotgit(self) -> None:
         """Rewrite the checkout's ``.git`` file (a test may have replaced it)."""
@@ -158,9 +166,33 @@ def untracked(wt: Worktree) -> list[str]:
     return [p for p in out.split("\0") if p]
 
 
+def _layout(worktree: Path) -> list[str]:
+    """Top-level packages and modules, at the root and under ``src/``: what an editable
+    install maps. A move to a src layout changes no config file (flit, hatch and
+    setuptools discover packages) but leaves the old install pointing at the wrong folder."""
+    names: list[str] = []
+    for base in (worktree, worktree / "src"):
+        try:
+            entries = sorted(os.scandir(base), key=lambda e: e.name)
+        except OSError:
+            continue
+        prefix = "" if base == worktree else "src/"
+        for entry in entries:
+            if entry.name.startswith(".") or entry.name in {"tests", "test", "docs", "build"}:
+                continue
+            if entry.is_dir(follow_symlinks=False) and os.path.exists(os.path.join(entry.path, "__init__.py")):
+                names.append(prefix + entry.name + "/")
+            elif prefix and entry.is_dir(follow_symlinks=False):
+                names.append(prefix + entry.name + "/")  # namespace packages under src/
+            elif entry.name.endswith(".py") and entry.name not in {"setup.py", "conftest.py", "noxfile.py"}:
+                names.append(prefix + entry.name)
+    return names
+
+
 def build_digest(worktree: Path) -> str:
     """A hash of what decides how the project installs, ignoring linter/test sections."""
     h = hashlib.sha256()
+    h.update(json.dumps(_layout(worktree)).encode())
     for name in BUILD_FILES:
         path = worktree / name
         h.update(f"\0{name}\0".encode())
@@ -232,10 +264,24 @@ class InstallState:
         os.replace(tmp, overlay / INSTALL_STATE)
 
 
-def keep_list(wt: Worktree, env_key: str) -> list[str]:
-    """Build-generated paths to spare from ``git clean`` for this slot and environment."""
-    state = InstallState.load(wt.overlay_dir(env_key))
-    return list(state.keep) if state else []
+CURRENT = "current.json"
+
+
+def keep_list(wt: Worktree) -> list[str]:
+    """Build-generated paths to spare from ``git clean``: what the install the checkout
+    was last used with generated (an ``.egg-info``, a ``_version.py``)."""
+    try:
+        data = json.loads((wt.overlays / CURRENT).read_text(encoding="utf-8"))
+        return [str(p) for p in data.get("keep", [])]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _set_current(wt: Worktree, overlay: Path, keep: list[str]) -> None:
+    wt.overlays.mkdir(parents=True, exist_ok=True)
+    tmp = wt.overlays / f"{CURRENT}.tmp"
+    tmp.write_text(json.dumps({"overlay": str(overlay), "keep": keep}), encoding="utf-8")
+    os.replace(tmp, wt.overlays / CURRENT)
 
 
 def _requirements_met(python: Path, requires: list[str]) -> bool:
@@ -282,17 +328,20 @@ def ensure_installed(
     log: Path,
     level: str | None = None,
 ) -> Path:
-    """The overlay Python with the checkout installed editable, (re)installing only when
-    the build configuration changed since the last install. Raises ``EnvError``.
+    """The overlay Python with the checkout installed editable. Raises ``EnvError``.
+
+    Each distinct build configuration (``build_digest``) of an era gets its own overlay,
+    installed the first time it is seen: walking a history whose ``setup.cfg`` changes
+    every few commits then costs one install per configuration, not one per change.
 
     The install runs in the sandbox: a build back-end executes the project's code
     (``setup.py``), which is the repo's at this commit and, later, a model's edit.
     """
     from harness.sandbox import Limits, run_sandboxed
 
-    overlay = wt.overlay_dir(env_key)
-    python = ensure_overlay(home, base_python, overlay, log=log)
     digest = build_digest(wt.path)
+    overlay = wt.overlay_dir(env_key, digest)
+    python = ensure_overlay(home, base_python, overlay, log=log)
     state = InstallState.load(overlay)
     if (
         state is not None
@@ -300,10 +349,16 @@ def ensure_installed(
         and state.worktree == str(wt.path)
         and all((wt.path / p).exists() for p in state.keep)
     ):
+        _set_current(wt, overlay, state.keep)
         return python
     before = set(untracked(wt))
     no_isolation = _requirements_met(python, build_requires(wt.path))
-    uv = find_uv()
+    # The installer that built the era env: a uv-built env has no pip to drive.
+    base_marker = read_marker(base_python.parent.parent) or {}
+    uv = find_uv() if base_marker.get("installer", "uv") == "uv" else None
+    if base_marker.get("installer") == "uv" and uv is None:
+        raise EnvError(f"{base_python.parent.parent} was built with uv, which is gone", log=log,
+                       hint="reinstall uv (pip install 'cra[fast]') or delete the environment")
     common = ["--no-deps", "--no-index", "--find-links", str(wheelhouse)]
     if no_isolation:
         common.append("--no-build-isolation")
@@ -338,8 +393,10 @@ def ensure_installed(
         p for p in set(untracked(wt)) - before
         if "__pycache__" not in p and not p.endswith((".pyc", ".pyo"))
     )
-    keep = sorted(set(generated) | {p for p in before if state and p in state.keep})
+    # A file the previous install generated and this one rewrote is not "new": keep it too.
+    keep = sorted(set(generated) | (before & set(keep_list(wt))))
     InstallState(digest=digest, keep=keep, worktree=str(wt.path), sha=sha).save(overlay)
+    _set_current(wt, overlay, keep)
     return python
 
 

@@ -50,17 +50,25 @@ class RepoBuilder:
             p.write_text(text)
         return self
 
+    def write_bytes(self, files: dict[str, bytes]) -> RepoBuilder:
+        for rel, data in files.items():
+            p = self.path / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(data)
+        return self
+
     def delete(self, *paths: str) -> RepoBuilder:
         for rel in paths:
             (self.path / rel).unlink()
         return self
 
-    def commit(self, message: str, files: dict[str, str] | None = None) -> str:
+    def commit(self, message: str, files: dict[str, str] | None = None, *, author: str | None = None) -> str:
+        """``author`` is "Name <email>" (a bot, say); the default is Ada Dev."""
         if files:
             self.write(files)
         self.tick += 1
         self.git("add", "-A")
-        self.git("commit", "-q", "--allow-empty", "-m", message)
+        self.git("commit", "-q", "--allow-empty", "-m", message, *(["--author", author] if author else []))
         return self.head()
 
     def head(self) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from packaging.utils import parse_wheel_filename
+from repo_builder import RepoBuilder
 
 from appliance.config import Home
 from appliance.pipenv import clean_pip_env
@@ -32,7 +33,6 @@ from harness.worktrees import (
     keep_list,
     restore_test_files,
 )
-from repo_builder import RepoBuilder
 
 network = pytest.mark.network
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -122,7 +122,7 @@ def test_env_is_built_once_from_the_wheelhouse_and_reused(home: Home, wheels: Pa
     out = subprocess.run([str(results[0]), "-c", "import iniconfig, sys; print(sys.prefix)"],
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(env_dir(home, spec))
-    has_pip = subprocess.run([str(results[0]), "-c", "import pip"], capture_output=True).returncode == 0
+    has_pip = subprocess.run([str(results[0]), "-c", "import pip"], capture_output=True, check=False).returncode == 0
     assert has_pip is (installer == "pip"), "uv envs are made --no-seed"
 
 
@@ -235,6 +235,22 @@ def test_build_digest_ignores_linter_settings_but_not_the_build(tmp_path: Path) 
     assert build_digest(tmp_path) != first
 
 
+def test_build_digest_sees_a_move_to_a_src_layout(tmp_path: Path) -> None:
+    # flit and hatch find the package themselves: no config file changes, yet an editable
+    # install made before the move points at the old folder.
+    (tmp_path / "pyproject.toml").write_text(PYPROJECT)
+    (tmp_path / "calc").mkdir()
+    (tmp_path / "calc" / "__init__.py").write_text("")
+    (tmp_path / "tests").mkdir()
+    flat = build_digest(tmp_path)
+    (tmp_path / "tests" / "test_new.py").write_text("")
+    (tmp_path / "calc" / "more.py").write_text("")
+    assert build_digest(tmp_path) == flat, "new tests and submodules need no reinstall"
+    (tmp_path / "src").mkdir()
+    (tmp_path / "calc").rename(tmp_path / "src" / "calc")
+    assert build_digest(tmp_path) != flat
+
+
 def test_checkout_resets_patches_and_untracked_files_but_keeps_build_outputs(home: Home) -> None:
     _, shas = _calc_repo(home)
     wt = ensure_worktree(home, "calc", 0)
@@ -275,7 +291,7 @@ def test_restore_puts_every_test_file_back_to_the_commit(home: Home) -> None:
 
 
 @network
-def test_editable_install_happens_once_and_again_only_when_the_build_changes(home: Home, wheels: Path) -> None:
+def test_editable_install_happens_once_per_build_configuration(home: Home, wheels: Path) -> None:
     _, shas = _calc_repo(home)
     all_wheels = sorted(wheels.glob("*.whl"))
     wheelhouse, lock = package(home, "calc", all_wheels)
@@ -283,25 +299,35 @@ def test_editable_install_happens_once_and_again_only_when_the_build_changes(hom
     base = ensure_env(home, spec, lock, wheelhouse)
     wt = ensure_worktree(home, "calc", 0)
     log = home.logs / "install.log"
-    installs = lambda: log.read_text().count("pip install")  # noqa: E731
+    installs = lambda: log.read_text().count("pip install")
 
     checkout(wt, shas[0])
     python = ensure_installed(home, wt, base, spec.key, wheelhouse, sha=shas[0], log=log)
     assert installs() == 1
-    assert keep_list(wt, spec.key) == ["calc/_build_info.py"]
-    run = lambda: subprocess.run(  # noqa: E731
+    assert keep_list(wt) == ["calc/_build_info.py"]
+    run = lambda: subprocess.run(
         [str(python), "-c", "import calc, importlib.metadata as m; print(calc.__file__, m.version('calc'))"],
         capture_output=True, text=True, check=True, cwd="/",
     ).stdout.split()
     assert run() == [str(wt.path / "calc" / "__init__.py"), "0.1"]
 
-    checkout(wt, shas[1], keep=keep_list(wt, spec.key))  # only [tool.ruff] changed
+    checkout(wt, shas[1], keep=keep_list(wt))  # only [tool.ruff] changed
     assert ensure_installed(home, wt, base, spec.key, wheelhouse, sha=shas[1], log=log) == python
     assert installs() == 1
     assert run()[0] == str(wt.path / "calc" / "__init__.py"), "the generated module survived the clean"
 
-    checkout(wt, shas[2], keep=keep_list(wt, spec.key))  # the version changed
-    ensure_installed(home, wt, base, spec.key, wheelhouse, sha=shas[2], log=log)
-    assert installs() == 2 and run()[1] == "0.2"
-    state = InstallState.load(wt.overlay_dir(spec.key))
+    checkout(wt, shas[2], keep=keep_list(wt))  # the version changed
+    python2 = ensure_installed(home, wt, base, spec.key, wheelhouse, sha=shas[2], log=log)
+    assert installs() == 2 and python2 != python
+    run = lambda: subprocess.run(
+        [str(python2), "-c", "import calc, importlib.metadata as m; print(calc.__file__, m.version('calc'))"],
+        capture_output=True, text=True, check=True, cwd="/",
+    ).stdout.split()
+    assert run()[1] == "0.2"
+    state = InstallState.load(python2.parent.parent)
     assert state is not None and state.sha == shas[2]
+
+    # Back to the first configuration: its overlay is still installed, nothing to redo.
+    checkout(wt, shas[0], keep=keep_list(wt))
+    assert ensure_installed(home, wt, base, spec.key, wheelhouse, sha=shas[0], log=log) == python
+    assert installs() == 2

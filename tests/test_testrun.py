@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from repo_builder import RepoBuilder
 
 from harness.testrun import (
     interpret,
@@ -21,11 +22,10 @@ from harness.testrun import (
     parse_junit,
     parse_summary,
     patch_paths,
+    run_env,
     run_pytest,
     split_commit,
-    run_env,
 )
-from repo_builder import RepoBuilder
 
 PYTHON = Path(sys.executable)
 PYTHON_DIRS = sorted({Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve()})
@@ -129,6 +129,24 @@ def test_forged_summary_after_the_real_one_without_matching_counts_is_inconsiste
     assert summary is not None and not summary.consistent
 
 
+def test_a_failed_subtest_fails_its_test_and_counts_as_failed() -> None:
+    output = (
+        "=========================== short test summary info ============================\n"
+        "PASSED tests/test_s.py::T::test_ok\n"
+        "PASSED tests/test_s.py::T::test_v\n"
+        "SUBFAILED[my msg - x] (i=1) tests/test_s.py::T::test_v - AssertionError: 1 == 1\n"
+        "SUBFAILED[m] (i=1) tests/test_s.py::test_sub - assert 1 == 0\n"
+        "SUBPASSED(i=0) tests/test_s.py::test_sub\n"
+        "FAILED tests/test_s.py::test_sub - contains 1 failed subtest\n"
+        "================ 3 failed, 2 passed, 1 subtests passed in 0.92s ================\n"
+    )
+    summary = parse_summary(output, ["tests/test_s.py"])
+    assert summary is not None and summary.consistent
+    assert summary.outcomes == {"tests/test_s.py::T::test_ok": "passed",
+                                "tests/test_s.py::T::test_v": "failed",
+                                "tests/test_s.py::test_sub": "failed"}
+
+
 def test_no_summary_marker_means_no_summary() -> None:
     assert parse_summary("collected 0 items\n") is None
 
@@ -139,6 +157,12 @@ def test_junit_classnames_map_back_to_node_ids() -> None:
     assert junit_node_id("tests.sub.test_b", "test_f", None, files) == "tests/sub/test_b.py::test_f"
     assert junit_node_id("tests.test_a", "test_f", "tests/test_a.py", files) == "tests/test_a.py::test_f"
     assert junit_node_id("", "tests.sub.test_b", None, files) == "tests/sub/test_b.py"
+
+
+def test_junit_id_of_a_test_inherited_from_a_mixin_names_the_test_module() -> None:
+    # xunit1's file attribute names where the method is defined (the mixin's module).
+    assert junit_node_id("tests.test_mru.MRUTest", "test_pop", "tests/__init__.py",
+                         ["tests/test_mru.py"]) == "tests/test_mru.py::MRUTest::test_pop"
 
 
 def test_junit_keeps_the_worst_outcome_of_a_test_reported_twice(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from packaging.utils import parse_wheel_filename
+from repo_builder import RepoBuilder
 
 from appliance.config import Home
 from appliance.db.core import Database
@@ -41,7 +42,6 @@ from harness.validation import (
     validate_commit,
     validate_repo,
 )
-from repo_builder import RepoBuilder
 
 network = pytest.mark.network
 TIMEOUT_S = 12.0  # per pytest run; a normal run of these tests takes about a second
@@ -146,7 +146,7 @@ def test_pending_commits_are_kept_ones_without_a_task_oldest_first(db: Database)
     with pytest.raises(BadInput, match="not a commit sha"):
         pending_commits(db, "lib", shas=["xyz"])
     counts = task_counts(db, "lib")
-    assert counts["flaky"] == 1 and sum(counts.values()) == 1 and list(counts)[0] == "valid"
+    assert counts["flaky"] == 1 and sum(counts.values()) == 1 and next(iter(counts)) == "valid"
 
 
 def test_parse_since_takes_dates_in_utc() -> None:

@@ -180,6 +180,93 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX triples_repo_time ON triples (repo_id, author_ts);
         """,
     ),
+    Migration(
+        4,
+        "runs: runs, llm_calls, retrievals",
+        # One row per (task, model, adapter, temperature, sample): the UNIQUE key is what
+        # makes `cra harness run` resumable. adapter is '' for the base model (NULLs are all
+        # distinct in a UNIQUE index, so NULL would defeat it). llm_calls.run_id is NULL for
+        # calls outside a run; one row per request *try*, so a retried timeout is two rows.
+        # attempts.plan_id points into plans (migration 3); test_output is capped on write.
+        """
+        CREATE TABLE runs (
+            id             INTEGER PRIMARY KEY,
+            repo_id        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+            sha            TEXT NOT NULL,
+            provider       TEXT NOT NULL,
+            model          TEXT NOT NULL,
+            adapter        TEXT NOT NULL DEFAULT '',
+            temperature    REAL NOT NULL,
+            sample         INTEGER NOT NULL DEFAULT 0,
+            status         TEXT NOT NULL CHECK (status IN ('running', 'resolved', 'failed',
+                               'error', 'planned')),
+            attempts       INTEGER NOT NULL DEFAULT 0,
+            steps_to_green INTEGER,
+            failure_kind   TEXT,
+            started_at     TEXT NOT NULL,
+            finished_at    TEXT,
+            summary        TEXT NOT NULL DEFAULT '{}',  -- JSON
+            UNIQUE (repo_id, sha, model, adapter, temperature, sample)
+        );
+        CREATE INDEX runs_repo_status ON runs (repo_id, status);
+        CREATE TABLE llm_calls (
+            id                INTEGER PRIMARY KEY,
+            run_id            INTEGER REFERENCES runs(id) ON DELETE CASCADE,
+            repo_id           INTEGER REFERENCES repos(id) ON DELETE CASCADE,
+            sha               TEXT,
+            stage             TEXT NOT NULL,
+            attempt           INTEGER NOT NULL DEFAULT 1,
+            try_no            INTEGER NOT NULL DEFAULT 1,  -- 2, 3 ...: retries of one request
+            provider          TEXT NOT NULL,
+            model             TEXT NOT NULL,
+            adapter           TEXT NOT NULL DEFAULT '',
+            temperature       REAL NOT NULL,
+            seed              INTEGER,
+            n                 INTEGER NOT NULL DEFAULT 1,
+            max_tokens        INTEGER,
+            messages          TEXT NOT NULL,  -- JSON list of chat messages
+            responses         TEXT NOT NULL DEFAULT '[]',  -- JSON list of texts
+            finish_reasons    TEXT NOT NULL DEFAULT '[]',  -- JSON list
+            json_schema       TEXT,           -- JSON, NULL when output was free text
+            prompt_tokens     INTEGER,
+            completion_tokens INTEGER,
+            latency_s         REAL NOT NULL,
+            status            TEXT NOT NULL CHECK (status IN ('ok', 'timeout', 'server_error',
+                                  'connection_error', 'bad_request', 'bad_output', 'error')),
+            error             TEXT,
+            created_at        TEXT NOT NULL
+        );
+        CREATE INDEX llm_calls_run ON llm_calls (run_id, attempt);
+        CREATE INDEX llm_calls_task ON llm_calls (repo_id, sha);
+        CREATE INDEX llm_calls_stage_status ON llm_calls (stage, status);
+        CREATE TABLE retrievals (
+            id          INTEGER PRIMARY KEY,
+            run_id      INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            attempt     INTEGER NOT NULL DEFAULT 1,
+            query       TEXT NOT NULL,
+            files       TEXT NOT NULL,  -- JSON list of {path, score}
+            symbols     TEXT NOT NULL,  -- JSON list of {path, name, score}
+            seconds     REAL NOT NULL,
+            created_at  TEXT NOT NULL
+        );
+        CREATE INDEX retrievals_run ON retrievals (run_id, attempt);
+        CREATE TABLE attempts (
+            id            INTEGER PRIMARY KEY,
+            run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            attempt       INTEGER NOT NULL,
+            plan_id       INTEGER REFERENCES plans(id) ON DELETE SET NULL,
+            edits         TEXT NOT NULL DEFAULT '',  -- the search/replace blocks as written
+            apply_status  TEXT NOT NULL CHECK (apply_status IN ('applied', 'apply_error',
+                              'no_edits', 'not_run')),
+            apply_error   TEXT,
+            validation    TEXT NOT NULL DEFAULT '{}',  -- JSON {f2p: {...}, p2p: {...}, ...}
+            test_output   TEXT NOT NULL DEFAULT '',
+            resolved      INTEGER NOT NULL DEFAULT 0,
+            created_at    TEXT NOT NULL,
+            UNIQUE (run_id, attempt)
+        );
+        """,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1].version

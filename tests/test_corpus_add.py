@@ -1,0 +1,83 @@
+"""`cra corpus add` and `cra demo` end to end, through the CLI, on the shipped sample."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from appliance.cli import main
+from appliance.config import Home
+from appliance.db.core import Database
+from appliance.db.corpus import funnel, get_commits, get_eras
+from appliance.demo import SAMPLE_BUNDLE
+from appliance.manifest import read_manifest
+
+pytestmark = [pytest.mark.network, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def sample_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's wheels, fetched once from PyPI (what scripts/bootstrap.sh does)."""
+    dest = tmp_path_factory.mktemp("wheels")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", "-d", str(dest),
+         "-r", str(ROOT / "corpus" / "samples" / "requirements.txt")],
+        check=True,
+    )
+    return dest
+
+
+def test_add_sample_from_local_wheels(home: Home, sample_wheels: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["corpus", "add", str(SAMPLE_BUNDLE), "--name", "inkwell", "--no-index",
+               "--find-links", str(sample_wheels), "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    result = json.loads(out.out)
+    assert result["name"] == "inkwell" and result["commits"] == 53
+    assert 0 < result["kept"] < result["commits"]
+    # The sample has two dependency eras (a test extra, then a PEP 735 group); both lock.
+    assert [e["status"] for e in result["eras"]] == ["locked", "locked"]
+
+    with Database(home.db_path) as db:
+        kept = get_commits(db, "inkwell", status="kept")
+        eras = get_eras(db, "inkwell")
+        data = funnel(db, "inkwell")
+    assert len(kept) == result["kept"] and all(c.era_key for c in kept)
+    assert sum(len(e.commits) for e in eras) == len(kept)
+    # PR merges are units of work, with the PR title as the instruction.
+    merges = [c for c in kept if c.is_merge]
+    assert merges and all(not c.title.startswith("Merge pull request") for c in merges)
+    # Every rejection is a row with a reason: the funnel adds up.
+    assert data["kept"] + sum(s["rejected"] for s in data["stages"]) == data["commits"]
+
+    manifest = read_manifest(home.manifest_path("inkwell"))
+    assert {w["file"] for w in manifest["wheelhouse"]} == {p.name for p in home.wheelhouse("inkwell").glob("*.whl")}
+    for era in manifest["eras"]:
+        assert (home.wheelhouse("inkwell") / era["lock"]).exists()
+    assert (home.repo_dir("inkwell") / ".git").is_dir()
+
+
+def test_add_fails_cleanly_on_a_missing_source(home: Home, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["corpus", "add", str(home.root / "nope"), "--no-index"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "nope" in err and "Traceback" not in err
+    assert not home.repo_dir("nope").exists()
+    assert not list((home.tmp).glob("*")) if home.tmp.exists() else True
+
+
+def test_demo_runs_offline_end_to_end(home: Home, sample_wheels: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["demo", "--wheels", str(sample_wheels)])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "inkwell: commit funnel" in out.out
+    airgapped = Home(home.root / "demo" / "airgapped")
+    with Database(airgapped.db_path) as db:
+        data = funnel(db, "inkwell")
+    assert data["commits"] == 53 and data["kept"] > 0
+    assert (airgapped.repo_dir("inkwell") / ".git").is_dir()

@@ -1,0 +1,353 @@
+"""A tiny chat model in GGUF, built on this machine with no download, for real LLM tests.
+
+The recipe (DESIGN.md, "Facts checked on this machine"):
+
+1. a 512-token byte-level BPE trained with ``tokenizers`` on cra's own source files;
+2. ``LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+   num_attention_heads=4, num_key_value_heads=2)`` (about 140k parameters), trained for a
+   few seconds on plan-shaped chat examples so that, under a JSON schema, it writes short
+   plans that end (a random model fills strings until ``max_tokens`` runs out);
+3. a LoRA on top (peft, when installed) trained to prefer the *last* file of the list, so
+   a test can see that the adapter really is applied;
+4. llama.cpp's ``convert_hf_to_gguf.py`` / ``convert_lora_to_gguf.py`` from the
+   llama-cpp-python sdist of the installed version turn both into GGUF. The converter
+   refuses a BPE pre-tokenizer it does not know by hash; ours is GPT-2's byte-level
+   regex, so the conversion is told "gpt-2".
+
+The model carries a ChatML chat template, so ``create_chat_completion`` and the OpenAI
+server format prompts the way the training text was formatted.
+
+Building takes about a minute on 2 cores, so the result is cached per process and on
+disk under ``.pytest_cache/cra-tinymodel/<key>/`` where the key hashes this file and the
+library versions: change the recipe and the next run rebuilds. The llama.cpp converter
+scripts are cached next to it (``llama.cpp-<version>/``); they come from
+``$CRA_LLAMA_CPP_SRC`` (a llama.cpp checkout) or, once, from ``pip download`` of the
+sdist (the only network use, skipped with ``CRA_TEST_OFFLINE=1``).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CACHE_ROOT = REPO / ".pytest_cache" / "cra-tinymodel"
+RECIPE_VERSION = 1
+
+BOS, EOS, IM_START = "<s>", "<|im_end|>", "<|im_start|>"
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+PLAN_SYSTEM = "You are the planner. Answer with a JSON plan."
+
+# What the model and its adapter are trained on, and what tests should ask.
+WORDS = ["parser", "cache", "config", "loader", "report", "client", "index", "store",
+         "router", "schema", "token", "queue"]
+VERBS = ["Fix", "Add", "Handle", "Support", "Remove", "Rename"]
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """The built artefacts; every path exists."""
+
+    root: Path
+    hf_dir: Path
+    gguf: Path
+    lora_gguf: Path | None  # None when peft is not installed
+    build_seconds: float
+
+
+def plan_prompt(task: str, files: list[str]) -> list[dict[str, str]]:
+    """The prompt shape the tiny model was trained on (and tests should use)."""
+    listing = "\n".join(f"- {f}" for f in files)
+    return [
+        {"role": "system", "content": PLAN_SYSTEM},
+        {"role": "user", "content": f"Task: {task}\nFiles:\n{listing}"},
+    ]
+
+
+def _plan_answer(files: list[str], pick: str, symbol: str, verb: str) -> str:
+    step = {"id": 1, "file": pick, "symbols": [symbol], "action": "modify",
+            "description": f"{verb.lower()} {symbol}", "depends_on": []}
+    return json.dumps({"kind": "step", "steps": [step]})
+
+
+def _examples(rng: random.Random, *, last_file: bool, count: int) -> list[list[dict[str, str]]]:
+    """Chat examples: a task and a file list -> a one-step plan.
+
+    The base model picks the first file; the adapter's data picks the last one, so the
+    two are told apart by output alone.
+    """
+    out = []
+    for _ in range(count):
+        n = rng.randint(2, 4)
+        words = rng.sample(WORDS, n)
+        files = [f"pkg/{w}.py" for w in words]
+        verb = rng.choice(VERBS)
+        symbol = rng.choice(words)
+        pick = files[-1] if last_file else files[0]
+        task = f"{verb} {symbol} in {words[0]}"
+        out.append(plan_prompt(task, files) + [
+            {"role": "assistant", "content": _plan_answer(files, pick, symbol, verb)}])
+    return out
+
+
+def require_build_deps() -> None:
+    """Skip (with the reason) when a library the recipe needs is missing."""
+    for module, why in (
+        ("torch", "pip install torch==2.13.0 (the CPU build; never a bare 'torch')"),
+        ("transformers", "pip install 'cra[train]'"),
+        ("tokenizers", "pip install 'cra[train]'"),
+        ("llama_cpp", "pip install 'cra[llama]' (builds llama-cpp-python, ~6 minutes)"),
+    ):
+        pytest.importorskip(module, reason=f"the tiny test model needs {module}: {why}")
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "-"
+
+
+def _key() -> str:
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    for dist in ("torch", "transformers", "tokenizers", "peft", "llama_cpp_python"):
+        h.update(f"{dist}={_version(dist)};".encode())
+    return h.hexdigest()[:16]
+
+
+@functools.cache
+def tiny_model() -> TinyModel:
+    """The tiny model, built once per recipe; skips the test when it cannot be built."""
+    require_build_deps()
+    final = CACHE_ROOT / _key()
+    marker = final / "done.json"
+    if marker.is_file():
+        info = json.loads(marker.read_text())
+        lora = final / "lora.gguf"
+        return TinyModel(final, final / "hf", final / "model.gguf",
+                         lora if lora.is_file() else None, float(info["build_seconds"]))
+    converter = converter_dir()
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{final.name}.", dir=CACHE_ROOT))
+    started = time.monotonic()
+    try:
+        _build(work, converter)
+        seconds = round(time.monotonic() - started, 1)
+        (work / "done.json").write_text(json.dumps({"recipe": RECIPE_VERSION, "build_seconds": seconds}))
+        if final.exists():  # a concurrent build won; keep its result
+            shutil.rmtree(work)
+        else:
+            os.replace(work, final)
+        _prune(keep=final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return tiny_model.__wrapped__()
+
+
+def _prune(keep: Path) -> None:
+    """Remove models built by older recipes (each is a finished ``<key>/done.json``)."""
+    for d in CACHE_ROOT.iterdir():
+        if d != keep and len(d.name) == 16 and (d / "done.json").is_file():
+            shutil.rmtree(d, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ llama.cpp converter
+
+
+def converter_dir() -> Path:
+    """A folder holding convert_hf_to_gguf.py, convert_lora_to_gguf.py, conversion/, gguf-py/."""
+    env = os.environ.get("CRA_LLAMA_CPP_SRC")
+    if env:
+        path = Path(env)
+        if not (path / "convert_hf_to_gguf.py").is_file():
+            pytest.fail(f"CRA_LLAMA_CPP_SRC={env} has no convert_hf_to_gguf.py")
+        return path
+    version = _version("llama_cpp_python")
+    cached = CACHE_ROOT / f"llama.cpp-{version}"
+    if (cached / "convert_hf_to_gguf.py").is_file():
+        return cached
+    if os.environ.get("CRA_TEST_OFFLINE") == "1":
+        pytest.skip("the llama.cpp converter is not cached and CRA_TEST_OFFLINE=1 forbids "
+                    "downloading the llama-cpp-python sdist (set CRA_LLAMA_CPP_SRC)")
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE_ROOT) as tmp:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+             f"llama-cpp-python=={version}", "-d", tmp],
+            check=False, capture_output=True, text=True, timeout=600,
+        )
+        sdists = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+        if not sdists:
+            pytest.skip(f"cannot get the llama-cpp-python {version} sdist for its converter: "
+                        f"{(proc.stderr or proc.stdout).strip()[-300:]}")
+        staging = Path(tmp) / "out"
+        _extract_converter(sdists[0], staging)
+        os.replace(staging, cached)
+    return cached
+
+
+def _extract_converter(sdist: Path, dest: Path) -> None:
+    wanted = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
+    with tarfile.open(sdist) as tar:
+        for member in tar.getmembers():
+            parts = member.name.split("/", 1)
+            if len(parts) < 2 or not parts[1].startswith("vendor/llama.cpp/"):
+                continue
+            rel = parts[1][len("vendor/llama.cpp/"):]
+            if not (member.isfile() and rel.startswith(wanted)):
+                continue
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(member)
+            assert src is not None
+            target.write_bytes(src.read())
+    if not (dest / "convert_hf_to_gguf.py").is_file():
+        pytest.skip(f"{sdist.name} has no vendor/llama.cpp/convert_hf_to_gguf.py")
+
+
+# The converter identifies BPE pre-tokenizers by the hash of a test encoding; ours is
+# byte-level BPE with GPT-2's split regex, which it cannot know, so it is told. Patched
+# in-process rather than edited on disk so the cached sdist files stay pristine.
+_CONVERT = """
+import runpy, sys
+src = sys.argv[1]
+sys.path[:0] = [src, src + "/gguf-py"]
+import conversion.base as base
+import conversion.llama as llama
+base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
+# LlamaModel tries sentencepiece first (and needs it installed to find out there is no
+# tokenizer.model); ours is a tokenizer.json BPE: go straight to the GPT-2 style vocab.
+llama.LlamaModel.set_vocab = lambda self: self._set_vocab_gpt2()
+script = sys.argv[2]
+sys.argv = [script] + sys.argv[3:]
+runpy.run_path(src + "/" + script, run_name="__main__")
+"""
+
+
+def _convert(converter: Path, script: str, args: list[str], log: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
+    env["HF_HUB_OFFLINE"] = "1"  # a converter that reaches for the hub must fail, not download
+    proc = subprocess.run(
+        [sys.executable, "-c", _CONVERT, str(converter), script, *args],
+        check=False, capture_output=True, text=True, env=env, timeout=600,
+    )
+    log.write_text(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{script} failed (see {log}): {proc.stderr.strip()[-800:]}")
+
+
+# ------------------------------------------------------------------------------ build
+
+
+def _source_texts() -> list[str]:
+    files = sorted((REPO / "appliance").rglob("*.py")) + sorted((REPO / "harness").rglob("*.py"))
+    return [p.read_text(encoding="utf-8", errors="replace") for p in files]
+
+
+def _build(work: Path, converter: Path) -> None:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    rng = random.Random(1234)
+    torch.manual_seed(1234)
+    hf = work / "hf"
+    base_data = _examples(rng, last_file=False, count=96)
+    lora_data = _examples(rng, last_file=True, count=96)
+
+    # 1. tokenizer: byte-level BPE, 512 tokens, ChatML markers as special tokens.
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, special_tokens=[BOS, EOS, IM_START],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    chat_text = [json.dumps(ex) for ex in base_data[:32]]
+    tok.train_from_iterator(_source_texts() + chat_text, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS,
+                                   pad_token=EOS, unk_token=None)
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(hf)
+
+    # 2. the model, trained on plan examples (loss on the assistant answer only).
+    config = LlamaConfig(
+        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+        pad_token_id=fast.pad_token_id, tie_word_embeddings=False,
+    )
+    model = LlamaForCausalLM(config)
+    _train(model, fast, base_data, steps=120, lr=1e-2)  # loss ~0.2, ~15 s
+    model.save_pretrained(hf, safe_serialization=True)
+    _convert(converter, "convert_hf_to_gguf.py",
+             [str(hf), "--outfile", str(work / "model.gguf"), "--outtype", "f32"],
+             work / "convert.log")
+
+    # 3. a LoRA that prefers the last file (only with peft installed).
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError:
+        return
+    lora_model = get_peft_model(
+        LlamaForCausalLM.from_pretrained(hf),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                        "gate_proj", "up_proj", "down_proj"],
+                   lora_dropout=0.0, task_type="CAUSAL_LM"),
+    )
+    _train(lora_model, fast, lora_data, steps=80, lr=2e-2)
+    lora_dir = work / "lora"
+    lora_model.save_pretrained(lora_dir)
+    _convert(converter, "convert_lora_to_gguf.py",
+             [str(lora_dir), "--base", str(hf), "--outfile", str(work / "lora.gguf"),
+              "--outtype", "f32"],
+             work / "convert-lora.log")
+
+
+def _train(model, tokenizer, data: list[list[dict[str, str]]], *, steps: int, lr: float) -> None:
+    """Plain full-batch-ish AdamW: a few seconds on the CPU for 140k parameters."""
+    import torch
+
+    rows = []
+    for ex in data:
+        prompt = tokenizer.apply_chat_template(ex[:-1], tokenize=False, add_generation_prompt=True)
+        answer = ex[-1]["content"] + EOS
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        a_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+        rows.append((p_ids + a_ids, [-100] * len(p_ids) + a_ids))
+    width = max(len(ids) for ids, _ in rows)
+    pad = tokenizer.pad_token_id
+    input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids, _ in rows])
+    labels = torch.tensor([lab + [-100] * (width - len(lab)) for _, lab in rows])
+    attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows])
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr)
+    gen = torch.Generator().manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(0, len(rows), (8,), generator=gen)
+        out = model(input_ids=input_ids[idx], attention_mask=attention[idx], labels=labels[idx])
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+    model.eval()
