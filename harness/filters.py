@@ -33,9 +33,9 @@ T = TypeVar("T")
 class Message:
     """What the message rules look at.
 
-    ``title``/``body`` are what a task would use as its instruction: for a pull-request
-    merge that is the PR title and description, not the "Merge pull request #12 from
-    user/branch" line, which stays in ``raw_title``.
+    ``title`` and ``body`` (the whole message, title included) are what a task would use
+    as its instruction: for a pull-request merge, the PR title and description, not the
+    "Merge pull request #12 from user/branch" line, which stays in ``raw_title``.
     """
 
     title: str
@@ -267,8 +267,8 @@ MESSAGE_RULES: dict[str, MessageRule] = {
 def message_score(msg: Message) -> float:
     """A 0..1 ranking signal for kept commits (not a gate: the rules above are).
 
-    Half for an imperative first word, a third for a title of about eight words, the rest
-    for a body that explains the change.
+    Half for an imperative first word, 0.3 for a title of eight words or more, 0.2
+    for a body (two lines or more) that explains the change.
     """
     words = len(strip_prefixes(msg.title).split())
     body_lines = [ln for ln in msg.body.splitlines()[1:] if ln.strip()]

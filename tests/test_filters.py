@@ -436,6 +436,15 @@ def test_reparse_a_renamed_class() -> None:
     reparse_agrees(MODULE, MODULE.replace("class Parser(Base):", "class Reader(Base):"))
 
 
+def test_reparse_a_renamed_function_with_a_new_decorator() -> None:
+    reparse_agrees(MODULE, MODULE.replace("def helper(x):", "@cache\ndef assist(x):"))
+
+
+def test_reparse_code_appended_to_the_method_above() -> None:
+    # git puts the new lines after the method's last line: they belong to that method.
+    reparse_agrees(MODULE, MODULE.replace("return LIMIT\n", "return LIMIT\n        # more\n        x = 1\n"))
+
+
 def test_reparse_deleted_methods() -> None:
     reparse_agrees(MODULE, MODULE.replace("    @property\n    def size(self):\n        return LIMIT\n\n", ""))
 

@@ -280,9 +280,8 @@ def test_runs_are_resumable_by_their_key(db: Database, repo: str) -> None:
 def test_a_run_trace_holds_everything_in_order(db: Database, repo: str) -> None:
     run = start_run(db, _key(repo))
     client, _ = _client(scripted("plan 1", "edits 1", "plan 2", "edits 2"), db)
-    view = client.bound(run_id=run.id, repo_id=run.repo_id, sha=run.sha)
     for attempt in (1, 2):
-        step = view.bound(attempt=attempt)
+        step = client.for_run(run, attempt=attempt)
         log_retrieval(db, run.id, attempt=attempt, query="Fix the parser",
                       files=[{"path": "pkg/core.py", "score": 3.2}],
                       symbols=[{"path": "pkg/core.py", "name": "parse", "score": 2.0}], seconds=0.01)

@@ -317,13 +317,13 @@ def test_python_version_must_be_major_minor(tmp_path: Path) -> None:
     assert not (tmp_path / "l.txt").exists()
 
 
-def test_wheel_inventory_lists_wheels_with_their_sha256(tmp_path: Path) -> None:
+def test_wheel_inventory_lists_wheels_with_their_sha256_and_size(tmp_path: Path) -> None:
     (tmp_path / "b-1.0-py3-none-any.whl").write_bytes(b"bbb")
     (tmp_path / "a-1.0-py3-none-any.whl").write_bytes(b"aaa")
     (tmp_path / "a-1.0.tar.gz").write_bytes(b"sdist")
     assert wheel_inventory(tmp_path) == [
-        {"file": "a-1.0-py3-none-any.whl", "sha256": hashlib.sha256(b"aaa").hexdigest()},
-        {"file": "b-1.0-py3-none-any.whl", "sha256": hashlib.sha256(b"bbb").hexdigest()},
+        {"file": "a-1.0-py3-none-any.whl", "sha256": hashlib.sha256(b"aaa").hexdigest(), "size": 3},
+        {"file": "b-1.0-py3-none-any.whl", "sha256": hashlib.sha256(b"bbb").hexdigest(), "size": 3},
     ]
 
 

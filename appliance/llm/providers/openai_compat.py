@@ -42,7 +42,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from appliance.errors import BadInput
-from appliance.llm.client import ProviderError, ProviderResult, Request, check_endpoint
+from appliance.config import check_endpoint
+from appliance.llm.client import ProviderError, ProviderResult, Request
 
 ERROR_BODY_CHARS = 600
 
