@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command: install cra with its dev tools into .venv, then run the whole suite.
+# The test command: install cra with its dev tools and the CPU extras (llama, train) into
+# .venv, then run the whole suite.
 # CI runs exactly this (.ci/run). Tests marked "network" use PyPI (the connected side);
 # CRA_TEST_OFFLINE=1 skips them.
 set -euo pipefail
@@ -13,5 +14,8 @@ fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[dev]'
+# torch first, pinned: this takes the CPU build (a bare "torch" pulls a multi-GB CUDA one).
+.venv/bin/python -m pip install -q torch==2.13.0
+# llama: llama-cpp-python compiles from source once (about 6 minutes); pip caches the wheel.
+.venv/bin/python -m pip install -q -e '.[dev,llama,train]'
 exec .venv/bin/python -m pytest -q "$@"

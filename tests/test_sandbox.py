@@ -353,17 +353,24 @@ def test_output_flood_is_capped_with_bounded_memory(level: str, worktree: Path) 
 import resource, sys
 from pathlib import Path
 from harness.sandbox import Limits, run_sandboxed
-res = run_sandboxed([sys.executable, "-c", "{flood}"], cwd=Path({str(worktree)!r}),
-                    writable=[Path({str(worktree)!r})], readonly={[str(p) for p in PYTHON_DIRS]!r},
-                    level={level!r}, limits=Limits(output_bytes=1 << 20, timeout_s=30))
+def run(code):
+    return run_sandboxed([sys.executable, "-c", code], cwd=Path({str(worktree)!r}),
+                         writable=[Path({str(worktree)!r})], readonly={[str(p) for p in PYTHON_DIRS]!r},
+                         level={level!r}, limits=Limits(output_bytes=1 << 20, timeout_s=30))
+run("print('warm up')")
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+res = run("{flood}")
 print(res.returncode, len(res.stdout), len(res.stderr), res.output_truncated,
-      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+      resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 - base)
 """
     done = subprocess.run([sys.executable, "-c", harness], capture_output=True, text=True,
                           cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True)
-    returncode, out_len, err_len, truncated, peak_mib = done.stdout.split()
+    returncode, out_len, err_len, truncated, growth_mib = done.stdout.split()
     assert (returncode, out_len, err_len, truncated) == ("0", str(1 << 20), str(1 << 20), "True")
-    assert int(peak_mib) < 120, f"256 MiB flood pushed the reader to {peak_mib} MiB"
+    # Buffering the flood would add about 260 MiB (785 MiB peak seen uncapped); the cap keeps
+    # the reader's growth to a few chunks. Growth over a warm baseline, not an absolute peak,
+    # so what the interpreter happens to load at start-up does not decide the verdict.
+    assert int(growth_mib) < 64, f"256 MiB flood grew the reader by {growth_mib} MiB"
 
 
 # ------------------------------------------------------------------ attacks: filesystem

@@ -1,0 +1,359 @@
+"""The agent pipeline: index -> retrieve -> plan -> execute -> validate -> repair, every step kept.
+
+``run_repo`` runs every valid task of a repo once per (temperature, sample). A run is one
+row of the ``runs`` table (``appliance.db.runs``) and everything it did hangs off it: the
+retrieval (``log_retrieval``), each plan (``save_plan``, scored against the commit's ground
+truth), each LLM call (the client logs them, bound to the run and attempt) and each
+attempt's edits and test outcome (``save_attempt``). ``cra harness show RUN`` prints it.
+
+With a model, an attempt is: plan (model, schema-constrained) -> execute (edits) ->
+validate (``harness.candidate``). A failed attempt feeds the next one: the model gets its
+plan, its edits and what failed, writes a revised plan, then fresh edits, up to
+``max_attempts``. With no model (``client=None``) the retrieval planner writes one plan
+per task and the run ends ``planned``: no execute stage.
+
+Every ending is an outcome, never a crash: an ``LLMError`` finishes the run ``failed``
+with ``llm_error``; garbage is ``bad_output``; an edit that does not apply is
+``apply_error``; failing tests ``tests_failed``; a test run that hangs ``timeout``. Only
+trouble of the harness's own (a broken environment, a git error) ends a run ``error``,
+which a rerun retries. Resumable: finished runs are skipped, interrupted ones restarted
+clean (``start_run``).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.config import Home
+from appliance.db.core import Database
+from appliance.db.runs import (
+    AttemptRecord,
+    RunKey,
+    RunRecord,
+    finish_run,
+    log_retrieval,
+    save_attempt,
+    start_run,
+    summarize_runs,
+)
+from appliance.db.tasks import TaskRecord, list_tasks
+from appliance.db.triples import save_plan, set_plan_score
+from appliance.errors import BadInput, CraError
+from appliance.llm import LLMClient, LLMError
+from harness.alignment import score_plan
+from harness.candidate import CandidateEnv, EvalOptions, evaluate, task_env
+from harness.executor import execute
+from harness.groundtruth import GroundTruth, ground_truth
+from harness.index import SymbolIndex, index_path
+from harness.planner import (
+    model_plan,
+    outlines_for,
+    plan_messages,
+    plan_text,
+    repair_messages,
+    retrieval_plan,
+    source_files,
+    symbol_spans,
+)
+from harness.plans import KINDS, Plan
+from harness.retrieve import Retrieval, retrieve
+from harness.testrun import is_test_file, patch_paths
+
+RETRIEVAL_PROVIDER = "retrieval"
+RETRIEVAL_MODEL = "retrieval-planner"
+Progress = Callable[[int, int, "RunRecord | None"], None]
+"""progress(done, total, run): once with (0, total, None), then after every run (skipped ones too)."""
+
+
+@dataclass
+class PipelineOptions:
+    """The knobs ``cra harness run`` does not expose as flags, with defaults that suit it."""
+
+    kind: str = "step"  # plan kind the model is asked for
+    k_files: int = 10
+    k_symbols: int = 20
+    evaluation: EvalOptions = field(default_factory=EvalOptions)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise BadInput(f"unknown plan kind {self.kind!r}", hint=f"use one of {', '.join(KINDS)}")
+
+
+@dataclass
+class _Task:
+    """Per-task state shared by its runs: ground truth, retrieval, environment."""
+
+    task: TaskRecord
+    truth: GroundTruth | None = None
+    retrieval: Retrieval | None = None
+    env: CandidateEnv | None = None
+    env_error: str | None = None
+
+
+def _check(temperatures: Sequence[float], samples: int, max_attempts: int, limit: int | None) -> None:
+    if not temperatures:
+        raise BadInput("--temperatures needs at least one value", hint="e.g. --temperatures 0.2,0.8")
+    for t in temperatures:
+        if not isinstance(t, int | float) or t < 0 or t > 2:
+            raise BadInput(f"temperature {t!r} is not a number between 0 and 2")
+    if samples < 1:
+        raise BadInput(f"--samples {samples} must be at least 1")
+    if max_attempts < 1:
+        raise BadInput(f"--max-attempts {max_attempts} must be at least 1")
+    if limit is not None and limit < 1:
+        raise BadInput(f"--limit {limit} must be at least 1")
+
+
+def run_repo(
+    home: Home, db: Database, name: str, *, client: LLMClient | None = None,
+    temperatures: Sequence[float] = (0.2,), samples: int = 1, max_attempts: int = 3,
+    limit: int | None = None, adapter: str | None = None, progress: Progress | None = None,
+    options: PipelineOptions | None = None,
+) -> dict[str, Any]:
+    """Run the pipeline on the valid tasks of ``name``; returns the summary table as a dict.
+
+    ``client=None``: the retrieval planner only (runs end ``planned``; one run per task,
+    temperatures and samples do not apply). Ctrl-C stops between stages: the current run
+    stays ``running`` and the next call restarts it clean.
+    """
+    _check(temperatures, samples, max_attempts, limit)
+    options = options or PipelineOptions()
+    tasks = [t for t in list_tasks(db, name, status="valid") if t.parent]
+    if limit is not None:
+        tasks = tasks[:limit]
+    if client is None:
+        combos: list[tuple[float, int]] = [(0.0, 0)]
+        provider, model = RETRIEVAL_PROVIDER, RETRIEVAL_MODEL
+    else:
+        combos = [(float(t), s) for t in temperatures for s in range(samples)]
+        provider, model = client.provider.name, client.provider.model
+    tick = progress or (lambda done, total, run: None)
+    total = len(tasks) * len(combos)
+    tick(0, total, None)
+    repo_dir = home.repo_dir(name)
+    index_file = index_path(home, name)
+    index_file.parent.mkdir(parents=True, exist_ok=True)
+    seen: list[RunRecord] = []
+    skipped = ran = 0
+    done = 0
+    with SymbolIndex(index_file) as index:
+        for task in tasks:
+            state = _Task(task)
+            for temperature, sample in combos:
+                key = RunKey(repo=name, sha=task.sha, provider=provider, model=model,
+                             adapter=adapter or "", temperature=temperature, sample=sample)
+                run = start_run(db, key)
+                if run.finished:
+                    skipped += 1
+                else:
+                    ran += 1
+                    run = _run_one(home, db, name, repo_dir, index, state, run, client=client,
+                                   adapter=adapter, max_attempts=max_attempts, options=options)
+                seen.append(run)
+                done += 1
+                tick(done, total, run)
+    summary = summarize_runs(seen)
+    scores = [r.summary["plan_score"] for r in seen if isinstance(r.summary.get("plan_score"), int | float)]
+    summary.update({
+        "repo": name, "mode": "retrieval" if client is None else "model", "provider": provider,
+        "model": model, "adapter": adapter or "", "tasks": len(tasks), "ran": ran, "skipped": skipped,
+        "mean_plan_score": round(sum(scores) / len(scores), 4) if scores else None,
+    })
+    if client is None:
+        summary["note"] = "no model configured: retrieval planner only, no execute stage"
+    return summary
+
+
+# ------------------------------------------------------------------------------ one run
+
+
+def _prepare(repo_dir: Path, index: SymbolIndex, state: _Task, options: PipelineOptions) -> Retrieval:
+    """Index the parent (incrementally), retrieve, and compute the ground truth, once per task."""
+    task = state.task
+    assert task.parent is not None
+    if state.retrieval is None:
+        if not index.has_commit(task.parent):
+            index.index_commit(repo_dir, task.parent)
+        state.retrieval = retrieve(index, task.parent, task.instruction, options.k_files, options.k_symbols,
+                                   exclude=is_test_file)
+        gold = set(patch_paths(task.gold_patch))
+        try:
+            state.truth = ground_truth(repo_dir, task.parent, task.sha, lambda p, g=gold: p not in g)
+        except CraError:
+            state.truth = None  # plans are stored unscored; ``cra harness score`` can retry
+    return state.retrieval
+
+
+def _store_plan(db: Database, name: str, state: _Task, plan: Plan, run: RunRecord, attempt: int) -> tuple[int, float | None]:
+    pid = save_plan(db, name, state.task.sha, plan.to_dict(), run_id=run.id, attempt=attempt)
+    if state.truth is None:
+        return pid, None
+    detail = score_plan(plan, state.truth).to_dict()
+    set_plan_score(db, pid, detail)
+    return pid, detail["score"]
+
+
+def _run_one(
+    home: Home, db: Database, name: str, repo_dir: Path, index: SymbolIndex, state: _Task, run: RunRecord, *,
+    client: LLMClient | None, adapter: str | None, max_attempts: int, options: PipelineOptions,
+) -> RunRecord:
+    started = time.monotonic()
+    try:
+        retrieval = _prepare(repo_dir, index, state, options)
+        log_retrieval(db, run.id, attempt=1, query=retrieval.query,
+                      files=[f.__dict__ for f in retrieval.files],
+                      symbols=[s.__dict__ for s in retrieval.symbols], seconds=retrieval.seconds)
+        if client is None:
+            return _retrieval_run(db, name, index, state, run, retrieval, options)
+        return _model_run(home, db, name, repo_dir, index, state, run, retrieval, client=client,
+                          adapter=adapter, max_attempts=max_attempts, options=options, started=started)
+    except CraError as exc:
+        return finish_run(db, run.id, status="error", attempts=max(run.attempts, 0), failure_kind="harness_error",
+                          summary={"error": str(exc), "seconds": round(time.monotonic() - started, 3)})
+    except Exception as exc:  # noqa: BLE001 - a bug of cra: kept with the run, the next run goes on
+        return finish_run(db, run.id, status="error", attempts=0, failure_kind="internal_error",
+                          summary={"error": f"{type(exc).__name__}: {exc}",
+                                   "traceback": traceback.format_exc()[-4000:]})
+
+
+def _retrieval_run(
+    db: Database, name: str, index: SymbolIndex, state: _Task, run: RunRecord, retrieval: Retrieval,
+    options: PipelineOptions,
+) -> RunRecord:
+    assert state.task.parent is not None
+    plan = retrieval_plan(index, state.task.parent, retrieval, kind=options.kind)
+    if plan is None:
+        save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, apply_status="not_run",
+                                       validation={"kind": "no_plan"}))
+        return finish_run(db, run.id, status="planned", attempts=1, failure_kind="no_plan",
+                          summary={"plan_id": None, "plan_score": None,
+                                   "reason": "retrieval found no file for the instruction"})
+    pid, score = _store_plan(db, name, state, plan, run, 1)
+    save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, plan_id=pid, apply_status="not_run",
+                                   validation={"kind": "planned", "plan_score": score}))
+    return finish_run(db, run.id, status="planned", attempts=1,
+                      summary={"plan_id": pid, "plan_score": score, "files": plan.files()})
+
+
+def _model_run(
+    home: Home, db: Database, name: str, repo_dir: Path, index: SymbolIndex, state: _Task, run: RunRecord,
+    retrieval: Retrieval, *, client: LLMClient, adapter: str | None, max_attempts: int,
+    options: PipelineOptions, started: float,
+) -> RunRecord:
+    task = state.task
+    assert task.parent is not None
+    files = source_files(index, task.parent)
+    if not files:
+        save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, apply_status="not_run",
+                                       validation={"kind": "no_plan"}))
+        return finish_run(db, run.id, status="failed", attempts=1, failure_kind="no_plan",
+                          summary={"reason": "the parent commit has no indexed source file"})
+    first = plan_messages(task.instruction, outlines_for(index, task.parent, retrieval), kind=options.kind)
+    messages = first
+    last_kind = "tests_failed"
+    history: list[dict[str, Any]] = []
+    scores: list[float] = []
+    seed_base = 1000 * run.sample
+    for attempt in range(1, max_attempts + 1):
+        bound = client.for_run(run, attempt=attempt)
+        seed = seed_base + attempt
+        record = AttemptRecord(run_id=run.id, attempt=attempt, apply_status="not_run")
+        try:
+            outcome = model_plan(bound, messages, files, kind=options.kind, temperature=run.temperature,
+                                 adapter=adapter, seed=seed)
+            if outcome.plan is None:
+                last_kind = "bad_output"
+                record.validation = {"kind": "bad_output", "stage": "plan", "error": outcome.error}
+                record.test_output = f"the plan is not usable: {outcome.error}"
+                save_attempt(db, record)
+                history.append(record.validation)
+                messages = repair_messages(messages, outcome.text or "(empty)", "",
+                                           f"Your answer was not a usable plan: {outcome.error}")
+                continue
+            plan = outcome.plan
+            record.plan_id, score = _store_plan(db, name, state, plan, run, attempt)
+            if score is not None:
+                scores.append(score)
+            result = execute(bound, task.instruction, plan, repo_dir, task.parent, temperature=run.temperature,
+                             adapter=adapter, seed=seed, spans=symbol_spans(index, task.parent, plan))
+        except LLMError as exc:
+            record.validation = {"kind": "llm_error", "stage": exc.stage, "status": exc.status, "error": str(exc)}
+            save_attempt(db, record)
+            history.append(record.validation)
+            return finish_run(db, run.id, status="failed", attempts=attempt, failure_kind="llm_error",
+                              summary=_summary(history, scores, started, error=str(exc)))
+        record.edits = result.rendered
+        if result.status in ("bad_output", "no_edits"):
+            last_kind = "bad_output"
+            record.apply_status = "no_edits"
+            record.apply_error = result.error
+            record.validation = {"kind": "bad_output", "stage": "execute", "error": result.error, "plan_score": score}
+            record.test_output = result.text[-4000:]
+            save_attempt(db, record)
+            history.append(record.validation)
+            messages = repair_messages(messages, plan_text(plan), result.text[:2000],
+                                       f"The edits could not be read: {result.error}")
+            continue
+        if result.status == "apply_error":
+            last_kind = "apply_error"
+            record.apply_status = "apply_error"
+            record.apply_error = result.error
+            record.validation = {"kind": "apply_error", "error": result.error, "plan_score": score}
+            save_attempt(db, record)
+            history.append(record.validation)
+            messages = repair_messages(messages, plan_text(plan), result.rendered,
+                                       f"The edits do not apply: {result.error}")
+            continue
+        if state.env is None and state.env_error is None:
+            try:
+                state.env = task_env(home, db, task)
+            except CraError as exc:
+                state.env_error = str(exc)
+        if state.env is None:
+            record.apply_status = "applied"
+            record.validation = {"kind": "env_error", "error": state.env_error}
+            save_attempt(db, record)
+            return finish_run(db, run.id, status="error", attempts=attempt, failure_kind="env_error",
+                              summary=_summary(history, scores, started, error=state.env_error))
+        ev = evaluate(home, task, result.edits, state.env, options=options.evaluation)
+        if ev.kind == "env_error":
+            record.apply_status = "applied"
+            record.validation = {"kind": "env_error", "error": ev.output}
+            save_attempt(db, record)
+            return finish_run(db, run.id, status="error", attempts=attempt, failure_kind="env_error",
+                              summary=_summary(history, scores, started, error=ev.output))
+        record.apply_status = "apply_error" if ev.kind == "apply_error" else "applied"
+        record.apply_error = ev.apply_error
+        record.validation = {
+            "kind": ev.kind, "fail_to_pass": ev.fail_to_pass, "pass_to_pass": ev.pass_to_pass,
+            "restored": ev.restored, "seconds": ev.seconds, "plan_score": score,
+        }
+        record.test_output = ev.output
+        record.resolved = ev.resolved
+        save_attempt(db, record)
+        history.append({"kind": ev.kind})
+        if ev.resolved:
+            return finish_run(db, run.id, status="resolved", attempts=attempt, steps_to_green=attempt,
+                              summary=_summary(history, scores, started))
+        last_kind = ev.kind
+        messages = repair_messages(messages, plan_text(plan), result.rendered, ev.output)
+    return finish_run(db, run.id, status="failed", attempts=max_attempts, failure_kind=last_kind,
+                      summary=_summary(history, scores, started))
+
+
+def _summary(history: list[dict[str, Any]], scores: list[float], started: float, *,
+             error: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "attempt_kinds": [h.get("kind") for h in history],
+        "plan_score": scores[0] if scores else None,
+        "best_plan_score": max(scores) if scores else None,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if error:
+        out["error"] = error
+    return out

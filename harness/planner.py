@@ -1,0 +1,190 @@
+"""The Plan stage: a step plan for a task, from retrieval alone or from a model.
+
+Two planners, one output (``harness.plans.Plan``) so that both are stored, scored against
+the commit's ground truth and followed by the executor the same way:
+
+* ``retrieval_plan``: no model. The top retrieved files, ordered so a file comes after
+  the files it imports (``import_order``), each with its best retrieved symbols. It is
+  what ``cra harness run`` does with no model configured, and the baseline a model must
+  beat on alignment.
+* ``model_plan``: the model writes the plan as JSON under ``plan_json_schema``, whose
+  ``file`` enum is the commit's indexed non-test files, so a constrained model cannot
+  name a file that does not exist. The kind (step, meta, test) is a field of the schema
+  and of the prompt, not a separate code path. A repair attempt is the same call with
+  the previous plan, edits and failing output appended (``repair_messages``).
+
+A model's answer is untrusted: an unreadable plan comes back as a ``PlanOutcome`` with
+``error`` set (the pipeline records ``bad_output``), never as an exception.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.llm import BoundClient, LLMClient
+from harness.index import SymbolIndex
+from harness.plans import Plan, PlanFormatError, PlanStep, plan_json_schema
+from harness.retrieve import Retrieval, import_order
+from harness.testrun import is_test_file
+
+Messages = list[dict[str, str]]
+RETRIEVAL_FILES = 3  # files the retrieval planner plans for
+RETRIEVAL_SYMBOLS = 3  # symbols per file
+PROMPT_FILES = 8  # retrieved files whose outlines the plan prompt shows
+OUTLINE_LINES = 40  # symbols listed per file in the plan prompt
+PLAN_MAX_TOKENS = 1024
+REPAIR_OUTPUT_CHARS = 4000
+
+PLAN_SYSTEM = (
+    "You are the plan stage of a code agent. You get a task and the repository files most "
+    "related to it, with the functions, methods and classes each defines. Answer with one "
+    "JSON object {{\"kind\": \"{kind}\", \"steps\": [...]}}; each step has an integer id, the "
+    "file to change (one of the repository's files), the symbols to change or add by qualified "
+    "name, an action (modify, add, delete, test), a one-line description, and depends_on: the "
+    "ids of the steps it needs first. Order the steps so a file comes after the files it imports."
+)
+REPAIR_TEMPLATE = (
+    "Those edits did not solve the task.\n\nEdits:\n{edits}\n\nWhat went wrong:\n{output}\n\n"
+    "Write a revised plan as one JSON object of the same shape."
+)
+
+
+@dataclass
+class PlanOutcome:
+    """A planner's result: the plan, or the raw answer and why it is not a plan."""
+
+    plan: Plan | None
+    text: str = ""
+    error: str | None = None
+    messages: Messages = field(default_factory=list)
+    call_id: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.plan is not None
+
+
+def source_files(index: SymbolIndex, sha: str, *, exclude: Callable[[str], bool] = is_test_file) -> list[str]:
+    """The commit's indexed files a plan may name (test files left out)."""
+    return [f.path for f in index.files(sha) if not exclude(f.path)]
+
+
+# ------------------------------------------------------------------------------ retrieval
+
+
+def retrieval_plan(
+    index: SymbolIndex, sha: str, retrieval: Retrieval, *, k_files: int = RETRIEVAL_FILES,
+    k_symbols: int = RETRIEVAL_SYMBOLS, kind: str = "step",
+) -> Plan | None:
+    """A plan from the top retrieved files and symbols, foundations first; None when
+    retrieval found nothing to plan for."""
+    top = [s.path for s in retrieval.files[:k_files]]
+    if not top:
+        return None
+    graph = index.import_graph(sha)
+    ordered = import_order(graph, top)
+    ids = {path: i for i, path in enumerate(ordered, start=1)}
+    steps = []
+    for path in ordered:
+        names: list[str] = []
+        for s in retrieval.symbols:
+            if s.path == path and s.symbol not in names:
+                names.append(s.symbol)
+            if len(names) >= k_symbols:
+                break
+        deps = sorted(ids[d] for d in graph.get(path, set()) if d in ids and d != path)
+        what = ", ".join(names) if names else "the code the task names"
+        steps.append(PlanStep(id=ids[path], file=path, symbols=names, action="modify",
+                              description=f"Change {what} in {path} for the task", depends_on=deps))
+    return Plan(steps=steps, kind=kind, source="retrieval")
+
+
+# ------------------------------------------------------------------------------ model
+
+
+def plan_messages(
+    instruction: str, outlines: dict[str, list[str]], *, kind: str = "step",
+) -> Messages:
+    """The plan prompt: task + the retrieved files with their symbols (best first)."""
+    parts = []
+    for path, lines in outlines.items():
+        shown = lines[:OUTLINE_LINES]
+        more = f"\n  ... {len(lines) - len(shown)} more" if len(lines) > len(shown) else ""
+        body = "\n".join(f"  {ln}" for ln in shown) if shown else "  (no functions or classes)"
+        parts.append(f"{path}\n{body}{more}")
+    files = "\n\n".join(parts) if parts else "(retrieval found no related file)"
+    return [
+        {"role": "system", "content": PLAN_SYSTEM.format(kind=kind)},
+        {"role": "user", "content": f"Task:\n{instruction.strip()}\n\nRelated files:\n{files}"},
+    ]
+
+
+def repair_messages(previous: Messages, plan_text: str, edits: str, output: str) -> Messages:
+    """The plan prompt again with the last plan, its edits and what failed appended."""
+    tail = output if len(output) <= REPAIR_OUTPUT_CHARS else "...\n" + output[-REPAIR_OUTPUT_CHARS:]
+    return [
+        *previous,
+        {"role": "assistant", "content": plan_text},
+        {"role": "user", "content": REPAIR_TEMPLATE.format(edits=edits.strip() or "(none)", output=tail.strip())},
+    ]
+
+
+def outlines_for(index: SymbolIndex, sha: str, retrieval: Retrieval, *, k_files: int = PROMPT_FILES,
+                 exclude: Callable[[str], bool] = is_test_file) -> dict[str, list[str]]:
+    """{file: ["Qual.name: signature", ...]} for the top retrieved files."""
+    out: dict[str, list[str]] = {}
+    for scored in retrieval.files:
+        if len(out) >= k_files:
+            break
+        if exclude(scored.path):
+            continue
+        out[scored.path] = [f"{s.symbol.qualname}: {s.symbol.signature}" for s in index.symbols(sha, scored.path)]
+    return out
+
+
+def model_plan(
+    client: LLMClient | BoundClient, messages: Messages, files: list[str], *, kind: str = "step",
+    temperature: float = 0.2, adapter: str | None = None, seed: int | None = None,
+    max_tokens: int = PLAN_MAX_TOKENS,
+) -> PlanOutcome:
+    """Ask for a plan under the schema; ``LLMError`` propagates, a bad answer is returned."""
+    schema = plan_json_schema(files, kind=kind)
+    completion = client.complete(messages, stage="plan", temperature=temperature, max_tokens=max_tokens,
+                                 json_schema=schema, adapter=adapter, seed=seed)
+    text = completion.text
+    out = PlanOutcome(plan=None, text=text, messages=messages, call_id=completion.call_id)
+    try:
+        plan = Plan.from_json(text, source="model")
+    except PlanFormatError as exc:
+        out.error = str(exc)
+        return out
+    known = set(files)
+    unknown = [s.file for s in plan.steps if s.file not in known and s.action != "add"]
+    if unknown:
+        out.error = f"the plan names files the repository does not have: {', '.join(unknown[:5])}"
+        return out
+    out.plan = plan
+    return out
+
+
+def plan_text(plan: Plan) -> str:
+    """A plan as the model writes it (what a repair prompt shows back)."""
+    return json.dumps(plan.model_dict(), ensure_ascii=False)
+
+
+def symbol_spans(index: SymbolIndex, sha: str, plan: Plan) -> dict[str, list[tuple[int, int]]]:
+    """{file: [(first, last line)]} of the plan's symbols, for the executor's excerpts."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for path, names in plan.symbols().items():
+        wanted = set(names)
+        for s in index.symbols(sha, path):
+            if s.symbol.qualname in wanted:
+                out.setdefault(path, []).append((s.symbol.lineno, s.symbol.end_lineno))
+    return out
+
+
+def describe(outcome: PlanOutcome) -> dict[str, Any]:
+    return {"ok": outcome.ok, "error": outcome.error, "call_id": outcome.call_id}
