@@ -359,6 +359,94 @@ def harness_tasks(app: App, name: str, sha: str | None, status: str | None, as_j
     console.print(table if tasks else f"no tasks yet: run 'cra harness validate {name}'")
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: give numbers separated by commas, e.g. 0.2,0.8") from exc
+
+
+@harness.command("run")
+@click.argument("name")
+@click.option("--model", metavar="PATH", help="A GGUF model file for the in-process llama_cpp provider "
+              "(with --endpoint: the model name the server serves).")
+@click.option("--endpoint", metavar="URL", help="An OpenAI-compatible server (vLLM, llama-server), e.g. http://127.0.0.1:8000/v1.")
+@click.option("--adapter", metavar="SLOT", help="LoRA adapter: a GGUF path for llama_cpp, a served name for openai_compat.")
+@click.option("--temperatures", default="0.2", show_default=True, help="Comma-separated sampling temperatures; one run per task and temperature.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True, help="Runs per task and temperature.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Attempts per run (the first plus repairs).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N tasks.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def harness_run(app: App, name: str, model: str | None, endpoint: str | None, adapter: str | None,
+                temperatures: str, samples: int, max_attempts: int, limit: int | None, as_json: bool) -> None:
+    """Run the agent (index, retrieve, plan, execute, validate, repair) on NAME's valid tasks.
+
+    Every LLM call, retrieval, plan (with its alignment score) and attempt is stored.
+    With no model configured (no --model/--endpoint, no [llm] in cra.toml) it runs the
+    retrieval planner only. Resumable: finished runs are skipped."""
+    from appliance.llm.client import LLMClient
+    from harness.pipeline import run_repo
+
+    cfg = app.settings.llm.with_flags(model=model, endpoint=endpoint)
+    client = LLMClient.from_config(cfg, log=app.db) if cfg.configured else None
+    if client is None and not as_json:
+        err_console.print("no model configured: retrieval planner only, no execute stage")
+    try:
+        with progress_bar() as tick:
+            summary = run_repo(app.home, app.db, name, client=client, temperatures=_floats(temperatures),
+                               samples=samples, max_attempts=max_attempts, limit=limit, adapter=adapter,
+                               progress=lambda done, total, run: tick("run", done, total))
+    finally:
+        if client is not None:
+            client.close()
+    if as_json:
+        emit_json(summary)
+        return
+    table = Table("", "", title=f"{name}: {summary.get('mode')} runs")
+    for key in ("tasks", "ran", "skipped", "runs", "by_status", "resolved_rate", "mean_attempts",
+                "mean_steps_to_green", "mean_plan_score", "failure_kinds"):
+        if key in summary:
+            table.add_row(key, escape(str(summary[key])))
+    console.print(table)
+
+
+@harness.command("runs")
+@click.argument("name")
+@click.option("--status", help="Only runs with this status (resolved, failed, planned, error, running).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def harness_runs(app: App, name: str, status: str | None, as_json: bool) -> None:
+    """List NAME's agent runs."""
+    from appliance.db.runs import list_runs
+
+    runs = list_runs(app.db, name, status=status)
+    if as_json:
+        emit_json([r.to_dict() for r in runs])
+        return
+    table = Table("run", "commit", "model", "adapter", "temp", "sample", "status", "attempts", "failure")
+    for r in runs:
+        table.add_row(str(r.id), r.sha[:10], escape(r.model), escape(r.adapter), f"{r.temperature:g}", str(r.sample),
+                      r.status, str(r.attempts), r.failure_kind or "")
+    console.print(table if runs else f"no runs yet: run 'cra harness run {name}'")
+
+
+@harness.command("show")
+@click.argument("run_id", metavar="RUN", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
+@pass_app
+def harness_show(app: App, run_id: int, as_json: bool) -> None:
+    """Print a run's full trace: retrieval, plan, edits and test output per attempt."""
+    from appliance.db.runs import get_run_trace
+    from harness.pipeline import trace_text
+
+    trace = get_run_trace(app.db, run_id)
+    if as_json:
+        emit_json(trace.to_dict())
+        return
+    click.echo(trace_text(trace))
+
+
 @harness.command("score")
 @click.argument("name", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")

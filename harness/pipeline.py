@@ -35,7 +35,9 @@ from appliance.db.runs import (
     AttemptRecord,
     RunKey,
     RunRecord,
+    RunTrace,
     finish_run,
+    get_run,
     log_retrieval,
     save_attempt,
     start_run,
@@ -57,7 +59,7 @@ from harness.planner import (
     plan_text,
     repair_messages,
     retrieval_plan,
-    source_files,
+    schema_files,
     symbol_spans,
 )
 from harness.plans import KINDS, Plan
@@ -212,11 +214,13 @@ def _run_one(
             return _retrieval_run(db, name, index, state, run, retrieval, options)
         return _model_run(home, db, name, repo_dir, index, state, run, retrieval, client=client,
                           adapter=adapter, max_attempts=max_attempts, options=options, started=started)
-    except CraError as exc:
-        return finish_run(db, run.id, status="error", attempts=max(run.attempts, 0), failure_kind="harness_error",
+    except CraError as exc:  # git, index or environment trouble: the harness's, retried by a rerun
+        return finish_run(db, run.id, status="error", attempts=get_run(db, run.id).attempts,
+                          failure_kind="harness_error",
                           summary={"error": str(exc), "seconds": round(time.monotonic() - started, 3)})
     except Exception as exc:  # noqa: BLE001 - a bug of cra: kept with the run, the next run goes on
-        return finish_run(db, run.id, status="error", attempts=0, failure_kind="internal_error",
+        return finish_run(db, run.id, status="error", attempts=get_run(db, run.id).attempts,
+                          failure_kind="internal_error",
                           summary={"error": f"{type(exc).__name__}: {exc}",
                                    "traceback": traceback.format_exc()[-4000:]})
 
@@ -247,7 +251,7 @@ def _model_run(
 ) -> RunRecord:
     task = state.task
     assert task.parent is not None
-    files = source_files(index, task.parent)
+    files = schema_files(index, task.parent, retrieval)
     if not files:
         save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, apply_status="not_run",
                                        validation={"kind": "no_plan"}))
@@ -357,3 +361,52 @@ def _summary(history: list[dict[str, Any]], scores: list[float], started: float,
     if error:
         out["error"] = error
     return out
+
+
+# ------------------------------------------------------------------------------ reading runs
+
+
+def trace_text(trace: RunTrace) -> str:
+    """A run's full trace as plain text, attempt by attempt: what ``cra harness show RUN`` prints.
+
+    Retrieval (top files with scores), each plan (with its alignment score), each LLM
+    call (stage, status, tokens, latency), the edits and the test output of every attempt.
+    """
+    run = trace.run
+    head = [
+        (f"run {run.id}  {run.repo} {run.sha[:12]}  {run.provider} {run.model}"
+         f"{' adapter ' + run.adapter if run.adapter else ''}  T={run.temperature} sample {run.sample}"),
+        f"status {run.status}"
+        + (f" ({run.failure_kind})" if run.failure_kind else "")
+        + f"  attempts {run.attempts}"
+        + (f"  green at {run.steps_to_green}" if run.steps_to_green else ""),
+    ]
+    if run.summary.get("error"):
+        head.append(f"error: {run.summary['error']}")
+    out = ["\n".join(head)]
+    for n, parts in trace.by_attempt().items():
+        lines = [f"=== attempt {n} ==="]
+        for r in parts["retrievals"]:
+            files = ", ".join(f"{f['path']} ({f['score']:.3g})" for f in r.files[:5]) or "(nothing)"
+            lines.append(f"[retrieve] {r.seconds * 1000:.0f} ms: {files}")
+        for p in parts["plans"]:
+            score = "unscored" if p["score"] is None else f"score {p['score']:.3f}"
+            lines.append(f"[plan] {p['source']} {p['kind']}, {score}")
+            for s in p["plan"].get("steps", []):
+                deps = f" after {s['depends_on']}" if s.get("depends_on") else ""
+                syms = f" {', '.join(s['symbols'])}" if s.get("symbols") else ""
+                lines.append(f"  {s['id']}. {s['action']} {s['file']}{syms}{deps}: {s.get('description', '')}")
+        for c in parts["calls"]:
+            tokens = f"{c.prompt_tokens or 0}+{c.completion_tokens or 0} tokens"
+            lines.append(f"[llm] {c.stage} try {c.try_no}: {c.status}, {tokens}, {c.latency_s:.2f}s"
+                         + (f": {c.error}" if c.error else ""))
+        a = parts["attempt"]
+        if a is not None:
+            kind = a.validation.get("kind", a.apply_status)
+            lines.append(f"[outcome] {kind}, apply {a.apply_status}" + (f": {a.apply_error}" if a.apply_error else ""))
+            if a.edits:
+                lines.append("[edits]\n" + a.edits.rstrip())
+            if a.test_output:
+                lines.append("[tests]\n" + a.test_output.rstrip())
+        out.append("\n".join(lines))
+    return "\n\n".join(out) + "\n"

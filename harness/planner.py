@@ -36,6 +36,7 @@ RETRIEVAL_SYMBOLS = 3  # symbols per file
 PROMPT_FILES = 8  # retrieved files whose outlines the plan prompt shows
 OUTLINE_LINES = 40  # symbols listed per file in the plan prompt
 PLAN_MAX_TOKENS = 1024
+MAX_SCHEMA_FILES = 400  # files a plan schema's enum lists before it narrows to retrieval's
 REPAIR_OUTPUT_CHARS = 4000
 
 PLAN_SYSTEM = (
@@ -70,6 +71,28 @@ class PlanOutcome:
 def source_files(index: SymbolIndex, sha: str, *, exclude: Callable[[str], bool] = is_test_file) -> list[str]:
     """The commit's indexed files a plan may name (test files left out)."""
     return [f.path for f in index.files(sha) if not exclude(f.path)]
+
+
+def schema_files(index: SymbolIndex, sha: str, retrieval: Retrieval, *,
+                 limit: int = MAX_SCHEMA_FILES) -> list[str]:
+    """The files a model's plan may name: all source files of a repo up to ``limit``;
+    beyond it the retrieved files and the files they import or are imported by, so the
+    schema's enum (a grammar under llama.cpp) stays small enough to compile quickly."""
+    files = source_files(index, sha)
+    if len(files) <= limit:
+        return files
+    known = set(files)
+    top = [s.path for s in retrieval.files if s.path in known]
+    graph = index.import_graph(sha)
+    chosen = dict.fromkeys(top)
+    for path in top:
+        for near in sorted(graph.get(path, set())):
+            chosen.setdefault(near, None)
+    for path, deps in sorted(graph.items()):
+        if deps & set(top):
+            chosen.setdefault(path, None)
+    picked = [p for p in chosen if p in known][:limit]
+    return picked or files[:limit]
 
 
 # ------------------------------------------------------------------------------ retrieval

@@ -35,7 +35,7 @@ from appliance.llm.providers.scripted import ScriptedProvider
 from appliance.records import CommitRecord, EraRecord, FileChange, RepoRecord
 from harness.candidate import EvalOptions, evaluate, task_env
 from harness.edits import parse_edits
-from harness.pipeline import PipelineOptions, run_repo
+from harness.pipeline import PipelineOptions, run_repo, trace_text
 from harness.sandbox import Limits
 from harness.validation import ValidationOptions, validate_repo
 
@@ -190,6 +190,9 @@ def test_a_task_resolved_on_the_second_attempt_records_both_attempts(world: Worl
     assert calls[0].json_schema is not None
     assert trace.retrievals and trace.retrievals[0].files[0]["path"] == "calc/__init__.py"
     assert [p["attempt"] for p in trace.plans] == [1, 2] and all(p["score"] is not None for p in trace.plans)
+    shown = trace_text(trace)
+    assert "status resolved" in shown and "=== attempt 2 ===" in shown and "[retrieve]" in shown
+    assert "return a * b" in shown and "tests/test_calc.py::test_add" in shown and "[llm] execute" in shown
 
 
 @network

@@ -23,6 +23,7 @@ from harness.planner import (
     plan_messages,
     repair_messages,
     retrieval_plan,
+    schema_files,
     source_files,
     symbol_spans,
 )
@@ -139,3 +140,12 @@ def test_a_repair_prompt_shows_plan_edits_and_failure_after_the_first_prompt() -
     assert msgs[:2] == first and msgs[2] == {"role": "assistant", "content": '{"kind": "step", "steps": []}'}
     assert "<<<<<<< SEARCH" in msgs[3]["content"] and msgs[3]["content"].count("x") < 5000
     assert "FAILED tests/test_cart.py::test_total" in msgs[3]["content"]
+
+
+def test_a_large_repo_narrows_the_schema_files_to_retrieval_and_its_imports(indexed) -> None:
+    ix, sha = indexed
+    r = retrieve(ix, sha, TASK)
+    assert schema_files(ix, sha, r) == source_files(ix, sha)  # small: every source file
+    narrow = schema_files(ix, sha, r, limit=3)
+    assert len(narrow) <= 3 and {"shop/cart.py", "shop/money.py"} <= set(narrow)
+    assert "shop/stock.py" not in narrow
