@@ -24,11 +24,12 @@ import subprocess
 import time
 import tokenize
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
+from appliance.db.core import Database
 from appliance.errors import BadInput, GitError, NotFound
 from harness.git import SAFE_CONFIG, git, git_env
 from harness.pysource import (
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from appliance.config import Home
 
 SCHEMA_VERSION = 1
-BUSY_TIMEOUT_MS = 30_000
 MAX_FILE_BYTES = 2_000_000  # larger .py files are generated data, not code to plan against
 MAX_DOC_CHARS = 4_000
 _FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
@@ -197,14 +197,14 @@ class SymbolIndex:
 
     def __init__(self, db_path: Path | str):
         self.path = Path(db_path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self.conn.execute("PRAGMA synchronous=NORMAL")
+            # The raw DB's connection rules (WAL, busy timeout, BEGIN IMMEDIATE writes),
+            # without its migrations: this file is a cache with a schema of its own.
+            self.db = Database(self.path, migrate=False)
+            self.conn = self.db.conn
+            self.conn.execute("PRAGMA foreign_keys=OFF")  # a rebuild drops tables in any order
             self._ensure_schema()
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, BadInput) as exc:
             raise BadInput(
                 f"cannot open the symbol index: {exc}",
                 path=self.path,
@@ -214,7 +214,7 @@ class SymbolIndex:
     # -- plumbing
 
     def close(self) -> None:
-        self.conn.close()
+        self.db.close()
 
     def __enter__(self) -> Self:
         return self
@@ -222,16 +222,8 @@ class SymbolIndex:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        else:
-            self.conn.execute("COMMIT")
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self.db.write()
 
     def _ensure_schema(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
