@@ -216,18 +216,6 @@ class LLMConfig:
         """False: no model; the harness plans from retrieval alone."""
         return bool(self.provider)
 
-    @classmethod
-    def from_settings_table(cls, data: dict[str, Any]) -> LLMConfig:
-        """Build from the ``[llm]`` table of ``cra.toml``; an unknown key is an error naming it."""
-        if not isinstance(data, dict):
-            raise ConfigError("[llm] must be a table", path=CONFIG_NAME)
-        known = {f.name for f in fields(cls)}
-        for key in data:
-            if key not in known:
-                raise ConfigError(f"unknown setting 'llm.{key}'", hint=f"known: {', '.join(sorted(known))}",
-                                  path=CONFIG_NAME)
-        return cls(**data)
-
     def with_flags(self, *, model: str | None = None, endpoint: str | None = None) -> LLMConfig:
         """The CLI's ``--model PATH`` (llama_cpp) or ``--endpoint URL`` (openai_compat) on top.
 

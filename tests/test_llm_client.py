@@ -8,6 +8,7 @@ test_openai_compat_provider.py.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -211,12 +212,17 @@ def test_llm_settings_default_to_no_model() -> None:
         LLMClient.from_config(cfg, log=None)
 
 
-def test_llm_settings_table_rejects_unknown_keys_and_bad_values() -> None:
-    cfg = LLMConfig.from_settings_table({"provider": "openai_compat", "model": "qwen",
-                                         "endpoint": "http://127.0.0.1:8000/v1", "max_retries": 4})
+def test_llm_settings_table_rejects_unknown_keys_and_bad_values(tmp_path: Path) -> None:
+    from appliance.config import Home, load_settings
+
+    home = Home(tmp_path)
+    home.config_path.write_text('[llm]\nprovider = "openai_compat"\nmodel = "qwen"\n'
+                                'endpoint = "http://127.0.0.1:8000/v1"\nmax_retries = 4\n')
+    cfg = load_settings(home).llm
     assert cfg.configured and cfg.max_retries == 4
+    home.config_path.write_text("[llm]\ntemprature = 0.2\n")
     with pytest.raises(ConfigError, match="unknown setting 'llm.temprature'"):
-        LLMConfig.from_settings_table({"temprature": 0.2})
+        load_settings(home)
     with pytest.raises(ConfigError, match="provider 'gpt'"):
         LLMConfig(provider="gpt")
     with pytest.raises(ConfigError, match="needs an endpoint"):
