@@ -63,7 +63,7 @@ def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_failed_write_leaves_nothing(db: Database) -> None:
     with pytest.raises(RuntimeError):
-        with db.write() as c:
+        with db.write():
             register_repo(db, _repo(), [], [_commit(1, kept=True)])
             raise RuntimeError("crash mid-transaction")
     assert db.query("SELECT * FROM repos") == []
