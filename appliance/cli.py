@@ -417,7 +417,7 @@ def harness_run(app: App, name: str, model: str | None, endpoint: str | None, ad
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def harness_runs(app: App, name: str, status: str | None, as_json: bool) -> None:
-    """List NAME's agent runs."""
+    """List NAME's agent runs: model, adapter, temperature, status, attempts and failure kind."""
     from appliance.db.runs import list_runs
 
     runs = list_runs(app.db, name, status=status)

@@ -22,6 +22,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """pytest, its dependencies, setuptools and wheel: downloaded once per session."""
+    if os.environ.get("CRA_TEST_OFFLINE") == "1":
+        pytest.skip("CRA_TEST_OFFLINE=1: the wheel cache needs PyPI")
+    from wheels import download_wheels
+
+    return download_wheels(tmp_path_factory.mktemp("wheels"))
+
+
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     root = tmp_path / "home"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,15 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
-def sample_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample's wheels, fetched once from PyPI (what scripts/bootstrap.sh does)."""
-    dest = tmp_path_factory.mktemp("wheels")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "-d", str(dest),
-         "-r", str(ROOT / "corpus" / "samples" / "requirements.txt")],
-        check=True,
-    )
-    return dest
+def sample_wheels(wheel_cache: Path) -> Path:
+    """The sample's wheels (what scripts/bootstrap.sh downloads)."""
+    return wheel_cache
 
 
 def test_add_sample_from_local_wheels(home: Home, sample_wheels: Path, capsys: pytest.CaptureFixture[str]) -> None:

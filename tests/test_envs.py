@@ -7,7 +7,6 @@ session: the tests that need it are marked ``network``), real git repositories.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -16,11 +15,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from packaging.utils import parse_wheel_filename
 from repo_builder import RepoBuilder
+from wheels import make_lock
 
 from appliance.config import Home
-from appliance.pipenv import clean_pip_env
 from harness.envs import MARKER, EnvError, EnvSpec, ensure_env, env_dir, find_uv
 from harness.testrun import is_test_file
 from harness.worktrees import (
@@ -39,26 +37,8 @@ PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
 
 @pytest.fixture(scope="session")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if os.environ.get("CRA_TEST_OFFLINE") == "1":
-        pytest.skip("CRA_TEST_OFFLINE=1: the wheel cache needs PyPI")
-    cache = tmp_path_factory.mktemp("env-wheels")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
-         "--dest", str(cache), "pytest", "setuptools", "wheel"],
-        env=clean_pip_env(), check=True, timeout=600,
-    )
-    return cache
-
-
-def lock_for(wheel_files: list[Path], dest: Path) -> Path:
-    lines = []
-    for whl in sorted(wheel_files):
-        name, version, _, _ = parse_wheel_filename(whl.name)
-        lines.append(f"{name}=={version} \\\n    --hash=sha256:{hashlib.sha256(whl.read_bytes()).hexdigest()}\n")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text("".join(lines))
-    return dest
+def wheels(wheel_cache: Path) -> Path:
+    return wheel_cache
 
 
 def package(home: Home, name: str, wheel_files: list[Path], lock_name: str = "era.txt") -> tuple[Path, Path]:
@@ -68,7 +48,7 @@ def package(home: Home, name: str, wheel_files: list[Path], lock_name: str = "er
     for whl in wheel_files:
         if not (wheelhouse / whl.name).exists():
             os.link(whl, wheelhouse / whl.name)
-    return wheelhouse, lock_for(wheel_files, wheelhouse / "locks" / lock_name)
+    return wheelhouse, make_lock(wheel_files, wheelhouse / "locks" / lock_name)
 
 
 def one_wheel(wheels: Path, prefix: str = "iniconfig") -> list[Path]:
@@ -150,7 +130,7 @@ def test_pip_configuration_of_the_machine_cannot_fill_a_gap_in_the_wheelhouse(
     for whl in one_wheel(wheels, "pluggy"):
         shutil.copy(whl, elsewhere)
     wheelhouse, lock = package(home, "lib", one_wheel(wheels))
-    lock_for(one_wheel(wheels) + one_wheel(wheels, "pluggy"), lock)  # needs pluggy too
+    make_lock(one_wheel(wheels) + one_wheel(wheels, "pluggy"), lock)  # needs pluggy too
     for var in ("PIP_FIND_LINKS", "UV_FIND_LINKS", "PIP_EXTRA_INDEX_URL"):
         monkeypatch.setenv(var, str(elsewhere))
     with pytest.raises(EnvError) as info:

@@ -434,3 +434,24 @@ def test_parse_hunks_reads_quoted_paths_and_symlinks() -> None:
     (diff,) = mining.parse_hunks(out)
     assert diff.blocks == {"q\tz.py": [(3, 3, 3, 5), (9, 10, 11, 12)], "gone.py": [(0, 2, 0, 0)]}
     assert diff.links == {"link.py"}
+
+
+def test_stage2_split_across_processes_gives_the_same_verdicts(history, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Real repos have hundreds of survivors and stage 2 runs on every core; force the
+    # split on this small history and compare with the one-process run.
+    path, _, serial = history
+    monkeypatch.setattr(mining, "PARALLEL_MIN_SURVIVORS", 2)
+    monkeypatch.setattr(mining, "_stage2_workers", lambda n: 2 if n >= 2 else 1)
+    ticks: list[int] = []
+    split = mining.mine_repo(path, MiningConfig(), progress=lambda done, total: ticks.append(done))
+    assert [r.to_dict() for r in split] == [r.to_dict() for r in serial]
+    assert ticks[-1] == len(serial)
+
+
+def test_churn_symbols_are_the_same_when_stage2_is_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "churn"
+    build_churn(path)
+    serial = mining.mine_repo(path, MiningConfig(max_lines=2000))
+    monkeypatch.setattr(mining, "_stage2_workers", lambda n: 3)
+    split = mining.mine_repo(path, MiningConfig(max_lines=2000))
+    assert [r.to_dict() for r in split] == [r.to_dict() for r in serial]

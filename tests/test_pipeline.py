@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 from repo_builder import RepoBuilder
-from test_validation import make_lock, make_package, wheel_cache  # noqa: F401 - fixture
+from test_validation import make_package
+from wheels import make_lock
 
 from appliance.config import Home
 from appliance.db.core import Database
@@ -108,7 +109,7 @@ def _python() -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> World:  # noqa: F811
+def world(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> World:
     root = tmp_path_factory.mktemp("pipeline")
     home = Home(root / "home")
     src, base, sha = _build_repo(root)

@@ -15,21 +15,19 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from packaging.utils import parse_wheel_filename
 from repo_builder import RepoBuilder
+from wheels import make_lock
 
 from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import get_commits, get_eras, register_repo
 from appliance.db.tasks import get_task, list_tasks, task_counts
-from appliance.pipenv import clean_pip_env
 from appliance.records import CommitRecord, EraRecord, FileChange, RepoRecord
 from harness.sandbox import Limits
 from harness.testrun import TestRun, diff
@@ -161,32 +159,6 @@ def test_parse_since_takes_dates_in_utc() -> None:
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="session")
-def wheel_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """pytest, its dependencies, setuptools and wheel, downloaded once per session."""
-    if os.environ.get("CRA_TEST_OFFLINE") == "1":
-        pytest.skip("CRA_TEST_OFFLINE=1: the wheel cache needs PyPI")
-    cache = tmp_path_factory.mktemp("wheels")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary", ":all:",
-         "--dest", str(cache), "pytest", "setuptools", "wheel"],
-        env=clean_pip_env(), check=True, timeout=600,
-    )
-    return cache
-
-
-def make_lock(wheels: Path, dest: Path, *, extra: str = "") -> Path:
-    """A hash-pinned lock of every wheel in ``wheels`` (what pip-compile would write)."""
-    lines = []
-    for whl in sorted(wheels.glob("*.whl")):
-        name, version, _, _ = parse_wheel_filename(whl.name)
-        digest = hashlib.sha256(whl.read_bytes()).hexdigest()
-        lines.append(f"{name}=={version} \\\n    --hash=sha256:{digest}\n")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text("".join(lines) + extra)
-    return dest
 
 
 def make_package(home: Home, name: str, wheels: Path) -> Path:
