@@ -297,10 +297,16 @@ def harness() -> None:
 @click.option("--since", metavar="DATE", help="Only commits authored on or after DATE (YYYY-MM-DD).")
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel checkouts (default: the number of cores).")
 @click.option("--force", is_flag=True, help="Validate again commits that already have a task.")
+@click.option("--supplement", is_flag=True,
+              help="For commits that end no_fail_to_pass, ask the model for tests; keep only tests "
+                   "that fail at the parent and pass at the commit.")
+@click.option("--model", metavar="PATH", help="With --supplement: a GGUF model (or a served name with --endpoint).")
+@click.option("--endpoint", metavar="URL", help="With --supplement: an OpenAI-compatible server.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-status counts as JSON.")
 @pass_app
 def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | None, since: str | None,
-                     workers: int | None, force: bool, as_json: bool) -> None:
+                     workers: int | None, force: bool, supplement: bool, model: str | None,
+                     endpoint: str | None, as_json: bool) -> None:
     """Turn NAME's kept commits into validated tasks (FAIL_TO_PASS / PASS_TO_PASS), offline.
 
     Each commit runs its own test files in the sandbox at the parent with the commit's test
@@ -308,9 +314,18 @@ def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | No
     continues where a crash or Ctrl-C stopped."""
     from harness.validation import validate_repo
 
+    generator = None
+    if supplement:
+        from appliance.llm.client import LLMClient
+        from harness.testgen import ModelTestGenerator
+
+        cfg = app.settings.llm.with_flags(model=model, endpoint=endpoint)
+        if not cfg.configured:
+            raise click.UsageError("--supplement needs a model: --model PATH, --endpoint URL or [llm] in cra.toml")
+        generator = ModelTestGenerator(LLMClient.from_config(cfg, log=app.db))
     with progress_bar() as tick:
         counts = validate_repo(app.home, app.db, name, shas=list(shas) or None, limit=limit, since=since,
-                               workers=workers, force=force,
+                               workers=workers, force=force, generator=generator,
                                progress=lambda done, total, task: tick("validate", done, total))
     if as_json:
         emit_json(counts)

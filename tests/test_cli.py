@@ -84,3 +84,8 @@ def test_console_script_runs_without_traceback(home) -> None:
     out = subprocess.run([str(exe), "corpus", "funnel", "nope"], capture_output=True, text=True)
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
+
+
+def test_supplement_without_a_model_says_what_to_pass(home, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["harness", "validate", "lib", "--supplement"]) == 2
+    assert "--supplement needs a model" in capsys.readouterr().err

@@ -497,3 +497,26 @@ def test_supplement_leaves_a_task_alone_when_no_generated_test_helps(scenarios: 
     options = ValidationOptions(limits=Limits(timeout_s=TIMEOUT_S))
     after = supplement(s.home, task, commit, era, DiffReader(), slot=6, options=options)
     assert after.status == "no_fail_to_pass" and not after.supplemented
+
+
+@network
+def test_model_backed_supplement_keeps_the_module_that_fails_then_passes(scenarios: Scenarios) -> None:
+    from appliance.llm.client import LLMClient
+    from appliance.llm.providers.scripted import scripted
+    from harness.testgen import ModelTestGenerator, extract_module
+
+    s = scenarios
+    task = _task(s, "needs_tests")
+    commit = next(c for c in get_commits(s.db, "calc") if c.sha == s.shas["needs_tests"])
+    era = next(e for e in get_eras(s.db, "calc") if e.key == commit.era_key)
+    good = ("Here are the tests:\n```python\nfrom calc import mul\n\n\ndef test_mul_multiplies():\n"
+            "    assert mul(4, 5) == 20\n```\nThey fail before the change.")
+    garbage = "I cannot help with that ```python\ndef broken(:\n```"
+    client = LLMClient(scripted(good, garbage), log=s.db)
+    assert extract_module(garbage) is None
+    options = ValidationOptions(limits=Limits(timeout_s=TIMEOUT_S))
+    after = supplement(s.home, task, commit, era, ModelTestGenerator(client, samples=2), slot=6, options=options)
+    assert after.status == "valid" and after.supplemented
+    assert [t.split("::")[1] for t in after.fail_to_pass] == ["test_mul_multiplies"]
+    calls = s.db.query("SELECT stage, status FROM llm_calls WHERE stage = 'testgen'")
+    assert [tuple(r) for r in calls] == [("testgen", "ok")]
