@@ -259,9 +259,12 @@ def corpus_import(app: App, src: Path) -> None:
     """Verify and import repo packages from SRC (a package folder or a USB root). Never uses the network."""
     from appliance.bundle import import_package
 
-    result = import_package(app.home, src, app.db)
-    for name in result.names:
-        console.print(f"[green]imported[/] {name}")
+    with progress_bar() as tick:
+        result = import_package(app.home, src, app.db, progress=lambda done, total: tick("verify", done, total))
+    for p in result.packages:
+        what = "unchanged" if p.status == "unchanged" else "replaced" if p.replaced else "imported"
+        console.print(f"[green]{what}[/] {p.name}: {p.kept} kept + {p.rejected} rejected commits, "
+                      f"{p.eras} eras, {p.wheels} wheels (HEAD {p.head_sha[:10]})")
 
 
 @corpus.command("catalog")

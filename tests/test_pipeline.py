@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from repo_builder import RepoBuilder
-from test_validation import make_package
+from test_validation import PYPROJECT, make_package
 from wheels import make_lock
 
 from appliance.config import Home
@@ -43,18 +43,6 @@ from harness.validation import ValidationOptions, validate_repo
 network = pytest.mark.network
 TIMEOUT_S = 20.0
 
-PYPROJECT = """\
-[build-system]
-requires = ["setuptools>=64"]
-build-backend = "setuptools.build_meta"
-
-[project]
-name = "calc"
-version = "0.1"
-
-[tool.setuptools]
-packages = ["calc"]
-"""
 BUGGY = '"""A calculator."""\n\n\ndef add(a, b):\n    """Add two numbers."""\n    return a - b\n'
 FIXED = BUGGY.replace("return a - b", "return a + b")
 TESTS = "from calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n"
