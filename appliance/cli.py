@@ -502,17 +502,22 @@ def triples() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def triples_build(app: App, name: str, statuses: tuple[str, ...], as_json: bool) -> None:
-    """Build gold-derived triples (scope, precision, execute) and gold plans from NAME's tasks.
+    """Build NAME's triples: gold-derived ones (scope, precision, execute) and gold plans from
+    its tasks, and run-derived SFT (resolved attempts) and DPO pairs from its model runs.
 
-    No model needed: the commit is the teacher. Safe to rerun (duplicates are skipped)."""
-    from harness.triples import build_gold
+    No model needed for the gold part: the commit is the teacher. Safe to rerun
+    (duplicates are skipped)."""
+    from harness.triples import build_from_runs, build_gold
 
     report = build_gold(app.db, app.home, name, statuses=statuses).to_dict()
+    report["from_runs"] = build_from_runs(app.db, name)
     if as_json:
         emit_json(report)
         return
-    console.print(f"[green]{name}[/]: {report['tasks']} tasks -> {report['triples']} new triples "
-                  f"({report['duplicates']} already stored), {report['plans']} gold plans")
+    runs = report["from_runs"]
+    console.print(f"[green]{name}[/]: {report['tasks']} tasks -> {report['triples']} new gold triples "
+                  f"({report['duplicates']} already stored), {report['plans']} gold plans; "
+                  f"{runs['runs']} model runs -> {runs['sft']} SFT + {runs['dpo']} DPO ({runs['added']} new)")
     for e in report["errors"]:
         err_console.print(f"[yellow]{e.get('sha', '')[:10]}:[/] {escape(str(e.get('error', '')))}")
 

@@ -453,6 +453,43 @@ def run_dpo(runs: Iterable[RunRecord], config: PairConfig | None = None) -> list
 # --------------------------------------------------------------------------- stats, export
 
 
+def run_records(db: Database, name: str) -> list[RunRecord]:
+    """The finished model runs of a repo, read back from the runs tables as triple input.
+
+    Each successful LLM call becomes an ``AttemptRecord`` carrying its attempt's outcome
+    (``resolved``) and, for a plan call, that attempt's plan alignment score, so SFT and
+    DPO are built from exactly the prompts the pipeline sent.
+    """
+    from appliance.db.runs import get_run_trace, list_runs
+
+    author_ts = {c.sha: c.author_ts for c in get_commits(db, name)}
+    records: list[RunRecord] = []
+    for run in list_runs(db, name):
+        if run.status not in ("resolved", "failed"):
+            continue  # planned (no model), running or broken runs teach nothing here
+        trace = get_run_trace(db, run.id)
+        resolved = {a.attempt: a.resolved for a in trace.attempts}
+        scores = {p["attempt"]: p.get("score") for p in trace.plans if p.get("score") is not None}
+        attempts = [
+            AttemptRecord(stage=call.stage, prompt=call.messages, completion=text,
+                          resolved=resolved.get(call.attempt, False), attempt=call.attempt,
+                          alignment=scores.get(call.attempt) if call.stage == "plan" else None)
+            for call in trace.calls if call.status == "ok" and call.stage in TRIPLE_STAGES
+            for text in call.responses
+        ]
+        if attempts:
+            records.append(RunRecord(run_id=run.id, repo=name, sha=run.sha,
+                                     author_ts=author_ts.get(run.sha, 0), attempts=attempts))
+    return records
+
+
+def build_from_runs(db: Database, name: str, config: PairConfig | None = None) -> dict[str, int]:
+    """Run-derived SFT (resolved attempts) and DPO pairs, stored; safe to rerun."""
+    runs = run_records(db, name)
+    sft, dpo = run_sft(runs), run_dpo(runs, config)
+    return {"runs": len(runs), "sft": len(sft), "dpo": len(dpo), "added": save_triples(db, sft + dpo)}
+
+
 def stats(db: Database, *, repo: str | None = None) -> dict[str, Any]:
     """Triple counts by stage and kind (zeros included), and by origin."""
     return triple_counts(db, repo=repo)

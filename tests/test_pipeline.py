@@ -320,3 +320,22 @@ def test_bad_arguments_are_bad_input_before_any_run(planned) -> None:
         with pytest.raises(BadInput):
             run_repo(home, db, "calc", client=None, **kw)
     assert list_runs(db, "calc") == []
+
+
+@network
+def test_runs_become_sft_and_dpo_triples_with_the_prompts_the_pipeline_sent(world: World) -> None:
+    from harness.triples import build_from_runs
+
+    good, _ = _client(world.db, [PLAN, RIGHT_EDIT_POLLUTED], "triples-good")
+    bad, _ = _client(world.db, [PLAN, WRONG_EDIT], "triples-bad")
+    _run(world, good, max_attempts=1)
+    _run(world, bad, max_attempts=1)
+    report = build_from_runs(world.db, "calc")
+    assert report["sft"] >= 2 and report["dpo"] >= 1 and report["added"] >= 3
+    rows = world.db.query("SELECT kind, stage, prompt, completion, chosen, rejected FROM triples WHERE origin = 'run'")
+    execute_dpo = [r for r in rows if r["kind"] == "dpo" and r["stage"] == "execute"]
+    assert any("a + b" in r["chosen"] and "a * b" in r["rejected"] for r in execute_dpo)
+    [good_run] = [r for r in list_runs(world.db, "calc") if r.model == "triples-good"]
+    sent = [c.messages for c in list_calls(world.db, run_id=good_run.id) if c.stage == "execute"]
+    assert any(json.loads(r["prompt"]) == sent[0] for r in rows if r["kind"] == "sft" and r["stage"] == "execute")
+    assert build_from_runs(world.db, "calc")["added"] == 0  # rerun: nothing new
