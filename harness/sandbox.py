@@ -526,6 +526,10 @@ def _is_under(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
+def _masked(path: Path) -> bool:
+    return any(_is_under(path, masked) for masked in (Path("/tmp"), Path("/run")))
+
+
 def _check_visible(what: str, path: Path, binds: Sequence[Path]) -> None:
     """Under bwrap the host /tmp and /run are empty tmpfs; fail early, with the fix."""
     for candidate in {path, path.resolve()}:
@@ -754,6 +758,12 @@ def run_sandboxed(
             return SandboxResult(None, "", f"cra sandbox: command not found: {argv[0]}\n",
                                  False, False, 0.0, False, chosen, "not found")
         if chosen == "bwrap":
+            # A tool of cra's own (uv in cra's venv) may live under /tmp, e.g. in a CI
+            # checkout. The command has to be visible to run at all, so its install prefix
+            # (the venv: bin/ and what the tool loads) is bound read-only, never writable.
+            for path in {exe, exe.resolve()}:
+                if _masked(path) and not any(_is_under(path, b) for b in [*rw, *ro]):
+                    ro.append(path.parent.parent)
             visible = [*rw, *ro, run_dir]
             _check_visible("working directory", cwd, visible)
             _check_visible("command", exe, visible)

@@ -205,6 +205,19 @@ def test_a_path_hidden_by_the_tmpfs_is_refused_with_the_fix(level: str, tmp_path
         run_sandboxed(["true"], cwd=hidden, writable=[], level=level)
 
 
+@bwrap_only
+def test_a_command_installed_under_tmp_runs_read_only(level: str, worktree: Path, tmp_path: Path) -> None:
+    # What CI hit: cra checked out under /tmp, so its venv's uv sat under the masked /tmp.
+    prefix = tmp_path / "venv"
+    (prefix / "bin").mkdir(parents=True)
+    tool = prefix / "bin" / "tool"
+    tool.write_text("#!/bin/sh\necho tool ran\ntouch \"$0.written\" 2>/dev/null || echo read-only\n")
+    tool.chmod(0o755)
+    res = run_sandboxed([str(tool)], cwd=worktree, writable=[worktree], level=level)
+    assert res.returncode == 0 and res.stdout.split() == ["tool", "ran", "read-only"]
+    assert not (prefix / "bin" / "tool.written").exists()
+
+
 @every_level
 def test_scratch_folder_is_fresh_and_removed(level: str, worktree: Path, tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
