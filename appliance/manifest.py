@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -24,6 +22,7 @@ from typing import Any
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
 
+from appliance.atomic import write_atomic
 from appliance.errors import ManifestError
 from appliance.records import CommitRecord, EraRecord, RepoRecord
 
@@ -183,17 +182,7 @@ def write_manifest(path: Path | str, manifest: dict[str, Any]) -> str:
     path = Path(path)
     validate_manifest(manifest, where=path)
     data = dump_manifest(manifest)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, data)
     return hashlib.sha256(data).hexdigest()
 
 

@@ -45,6 +45,7 @@ from packaging.utils import (
     parse_wheel_filename,
 )
 
+from appliance.atomic import write_atomic
 from appliance.errors import ConfigError, Failed, LockError, MissingWheel
 from appliance.hashing import sha256_file
 from appliance.pipenv import clean_pip_env
@@ -202,9 +203,7 @@ def lock_era(
             f"# cra lock for dependency era {era.key}, Python {python}\n"
             f"# written by {tool} --generate-hashes; install it with --require-hashes\n"
         )
-        tmp_lock = out_lock.with_name(out_lock.name + ".tmp")
-        tmp_lock.write_text(header + produced.read_text())
-        os.replace(tmp_lock, out_lock)
+        write_atomic(out_lock, header + produced.read_text())
 
 
 def _find_uv() -> str | None:
@@ -591,9 +590,7 @@ def _add_built_hashes(
         notes.append(f"# cra: {wheel} {provenance}: sha256:{digest}")
     if notes:
         text = "\n".join(lines) + "\n" + "".join(f"{n}\n" for n in sorted(notes))
-        tmp = lock.with_name(lock.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, lock)
+        write_atomic(lock, text)
 
 
 # ---------------------------------------------------------------------------------------

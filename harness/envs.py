@@ -29,7 +29,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -40,6 +39,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from appliance.atomic import write_atomic
 from appliance.config import Home
 from appliance.errors import Failed
 from appliance.hashing import sha256_file
@@ -238,9 +238,7 @@ def ensure_env(
             "seconds": round(time.monotonic() - started, 3),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        tmp = env / f"{MARKER}.tmp"
-        tmp.write_text(json.dumps(info, indent=2), encoding="utf-8")
-        os.replace(tmp, env / MARKER)
+        write_atomic(env / MARKER, json.dumps(info, indent=2))
     return env_python(env)
 
 
@@ -316,9 +314,7 @@ def ensure_overlay(home: Home, base_python: Path, dest: Path, *, log: Path) -> P
     lines = "".join(f"import site; site.addsitedir({d!r})\n" for d in site_dirs(base_python))
     for own in site_dirs(python):
         Path(own, "_cra_base_env.pth").write_text(lines, encoding="utf-8")
-    tmp = dest / f"{MARKER}.tmp"
-    tmp.write_text(json.dumps({"base": str(base_env), "layout": ENV_LAYOUT}), encoding="utf-8")
-    os.replace(tmp, dest / MARKER)
+    write_atomic(dest / MARKER, json.dumps({"base": str(base_env), "layout": ENV_LAYOUT}))
     return python
 
 

@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.atomic import write_atomic
 from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import get_commits, list_repos
@@ -505,17 +504,6 @@ def export_row(t: TripleRecord, sft_format: str = "messages") -> dict[str, Any]:
     return {"prompt": t.prompt, "completion": t.completion}
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export(
     db: Database, out_dir: Path | str, *, sft_format: str = "messages", repo: str | None = None,
     before_ts: int | None = None,
@@ -543,12 +531,12 @@ def export(
                 continue
             data = "".join(json.dumps(export_row(t, sft_format), ensure_ascii=False) + "\n" for t in rows)
             blob = data.encode("utf-8")
-            _write_atomic(out / name, blob)
+            write_atomic(out / name, blob)
             files[name] = {"stage": stage, "kind": kind, "rows": len(rows),
                            "sha256": hashlib.sha256(blob).hexdigest()}
     manifest = {"version": EXPORT_VERSION, "sft_format": sft_format, "repo": repo, "before_ts": before_ts,
                 "files": files}
-    _write_atomic(out / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
+    write_atomic(out / "manifest.json", (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
     return manifest
 
 

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from appliance.atomic import write_atomic
 from appliance.config import Home
 from appliance.errors import GitError
 from harness.envs import EnvError, ensure_overlay, find_uv, installer_env, read_marker
@@ -259,9 +260,7 @@ class InstallState:
             return None
 
     def save(self, overlay: Path) -> None:
-        tmp = overlay / f"{INSTALL_STATE}.tmp"
-        tmp.write_text(json.dumps(self.__dict__), encoding="utf-8")
-        os.replace(tmp, overlay / INSTALL_STATE)
+        write_atomic(overlay / INSTALL_STATE, json.dumps(self.__dict__))
 
 
 CURRENT = "current.json"
@@ -278,10 +277,7 @@ def keep_list(wt: Worktree) -> list[str]:
 
 
 def _set_current(wt: Worktree, overlay: Path, keep: list[str]) -> None:
-    wt.overlays.mkdir(parents=True, exist_ok=True)
-    tmp = wt.overlays / f"{CURRENT}.tmp"
-    tmp.write_text(json.dumps({"overlay": str(overlay), "keep": keep}), encoding="utf-8")
-    os.replace(tmp, wt.overlays / CURRENT)
+    write_atomic(wt.overlays / CURRENT, json.dumps({"overlay": str(overlay), "keep": keep}))
 
 
 def _requirements_met(python: Path, requires: list[str]) -> bool:

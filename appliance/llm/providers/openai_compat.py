@@ -41,8 +41,8 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from appliance.errors import BadInput
 from appliance.config import check_endpoint
+from appliance.errors import BadInput
 from appliance.llm.client import ProviderError, ProviderResult, Request
 
 ERROR_BODY_CHARS = 600
