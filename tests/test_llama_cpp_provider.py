@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tinymodel import plan_prompt, tiny_model  # tests/ is on sys.path (conftest.py)
+from tinymodel import named_files, plan_prompt, tiny_model  # tests/ is on sys.path (conftest.py)
 
 from appliance.db.core import Database
 from appliance.db.corpus import register_repo
@@ -23,7 +23,7 @@ from appliance.llm import LLMClient, LLMConfig, LLMError
 from appliance.llm.providers import llama_cpp as provider_mod
 from appliance.llm.providers.llama_cpp import LlamaCppProvider, check_gguf
 from appliance.records import RepoRecord
-from harness.plans import Plan, plan_json_schema
+from harness.plans import plan_json_schema
 
 FILES = ["pkg/cache.py", "pkg/parser.py", "pkg/queue.py"]
 TASK = "Fix parser in cache"
@@ -94,8 +94,7 @@ def test_plans_come_back_schema_valid_naming_only_the_given_files(client_for, db
                         temperature=0.2, max_tokens=256, seed=11)
 
     assert out.ok, out.errors
-    plan = Plan.from_json(out.text)
-    assert plan.steps and set(plan.files()) <= set(FILES)
+    assert named_files(out.text) <= set(FILES)
     assert out.finish_reasons == ["stop"] and out.model == str(tiny_model().gguf)
     (row,) = list_calls(db, run_id=run.id)
     assert (row.status, row.stage, row.provider, row.seed) == ("ok", "plan", "llama_cpp", 11)
@@ -111,7 +110,7 @@ def test_n_samples_are_all_valid_and_a_seed_reproduces_its_sample(client_for, db
     three = client.complete(plan_prompt(TASK, FILES), stage="plan", json_schema=schema,
                             temperature=0.9, n=3, seed=100, max_tokens=256)
     assert three.ok and len(three.texts) == 3
-    assert all(set(Plan.from_json(t).files()) <= set(FILES) for t in three.texts)
+    assert all(named_files(t) <= set(FILES) for t in three.texts)
     # Sample i is the call with seed + i: sample 2 alone is the same text.
     alone = client.complete(plan_prompt(TASK, FILES), stage="plan", json_schema=schema,
                             temperature=0.9, n=1, seed=102, max_tokens=256)

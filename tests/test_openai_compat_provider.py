@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from tinymodel import plan_prompt, tiny_model  # tests/ is on sys.path (conftest.py)
+from tinymodel import named_files, plan_prompt, tiny_model  # tests/ is on sys.path (conftest.py)
 
 from appliance.db.core import Database
 from appliance.db.runs import list_calls
@@ -30,7 +30,7 @@ from appliance.llm.providers.openai_compat import (
     normalise_base,
     response_format_body,
 )
-from harness.plans import Plan, plan_json_schema
+from harness.plans import plan_json_schema
 
 FILES = ["pkg/cache.py", "pkg/parser.py", "pkg/queue.py"]
 TASK = "Fix parser in cache"
@@ -197,7 +197,7 @@ def test_plans_over_http_are_schema_valid_through_the_format_fallback(server, db
     out = client.complete(plan_prompt(TASK, FILES), stage="plan", json_schema=plan_json_schema(FILES),
                           temperature=0.2, seed=11, max_tokens=256)
     assert out.ok, out.errors
-    assert set(Plan.from_json(out.text).files()) <= set(FILES)
+    assert named_files(out.text) <= set(FILES)
     # The server refused OpenAI's json_schema format; the provider switched for good.
     assert client.provider.mode == "json_object_schema"
     (row,) = list_calls(db)
@@ -229,7 +229,7 @@ def test_n_samples_from_a_server_that_returns_one_choice(server, db: Database) -
     out = client.complete(plan_prompt(TASK, FILES), stage="plan", json_schema=plan_json_schema(FILES),
                           temperature=0.9, n=2, seed=5, max_tokens=256)
     assert out.ok and len(out.texts) == 2
-    assert all(set(Plan.from_json(t).files()) <= set(FILES) for t in out.texts)
+    assert all(named_files(t) <= set(FILES) for t in out.texts)
     (row,) = list_calls(db)
     assert row.n == 2 and len(row.responses) == 2
 

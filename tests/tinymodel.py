@@ -83,6 +83,18 @@ def plan_prompt(task: str, files: list[str]) -> list[dict[str, str]]:
     ]
 
 
+def named_files(text: str) -> set[str]:
+    """The files a schema-valid plan answer names.
+
+    Read from the JSON, not through ``Plan.from_json``: the schema constrains the shape and
+    the file names, but a sampled answer from a random tiny model may still repeat a step
+    id or point at a missing step, which the planner rightly rejects as a bad plan.
+    """
+    steps = json.loads(text)["steps"]
+    assert steps, text
+    return {step["file"] for step in steps}
+
+
 def _plan_answer(files: list[str], pick: str, symbol: str, verb: str) -> str:
     step = {"id": 1, "file": pick, "symbols": [symbol], "action": "modify",
             "description": f"{verb.lower()} {symbol}", "depends_on": []}
