@@ -39,7 +39,7 @@ _FORMAT = "%x1e" + "%x00".join(_FIELDS) + "%x00"
 _MARK = b"\x1e"
 
 
-def log_args(rev: str) -> list[str]:
+def log_args(*revs: str) -> list[str]:
     """The one ``git log`` of stage 1 (the benchmark times the same walk without parsing).
 
     ``--diff-merges=first-parent`` gives a merge's change against the branch it landed
@@ -48,7 +48,7 @@ def log_args(rev: str) -> list[str]:
     """
     return [
         "log", "--first-parent", "--diff-merges=first-parent", "--numstat", "-M", "-z",
-        "--no-color", "--no-ext-diff", f"--format={_FORMAT}", rev, "--",
+        "--no-color", "--no-ext-diff", f"--format={_FORMAT}", *revs, "--",
     ]
 
 
@@ -490,12 +490,30 @@ def mine_repo(
 ) -> list[CommitRecord]:
     """Every commit on the first-parent walk of ``rev``, oldest first, each with a verdict.
 
-    ``progress(done, total)`` counts commits: the ones stage 1 rejects are done at once
-    (one ``git log`` pass), the survivors one by one as stage 2 opens them.
+    ``progress(done, total)`` counts commits. In one process the ones stage 1 rejects are
+    done at once and the survivors one by one; across processes a segment's commits are
+    done when its process hands them back.
     """
     repo_dir = Path(repo_dir)
     _check_rev(repo_dir, rev)
-    raws = parse_log(git_bytes(repo_dir, *log_args(rev)))
+    cores = _cores()
+    if cores > 1:
+        # Both stages are split by segments of the first-parent walk, one process each:
+        # git log itself runs on one core, and stage 2 is parsing, so a single process
+        # leaves the other cores idle. Each segment starts its incremental parsing afresh,
+        # which costs one full parse per file at each cut, far less than the core it gains.
+        chain = git_bytes(repo_dir, "rev-list", "--first-parent", rev).split()
+        segments = _segments([sha.decode() for sha in chain], cores)
+        if len(segments) > 1:
+            return _mine_in_parallel(repo_dir, config, segments, cores, len(chain), progress)
+    return _mine_segment(repo_dir, config, [rev], progress)
+
+
+def _mine_segment(
+    repo_dir: Path, config: MiningConfig, revs: list[str], progress: Progress | None = None,
+) -> list[CommitRecord]:
+    """Both stages over the commits ``git log revs`` walks, oldest first."""
+    raws = parse_log(git_bytes(repo_dir, *log_args(*revs)))
     raws.reverse()  # git prints newest first; a corpus is read in the order it landed
     records = [judge_stage1(raw, config) for raw in raws]
     survivors = [r for r in records if r.status == "kept"]
@@ -510,36 +528,45 @@ def mine_repo(
         if progress:
             progress(done, total)
 
-    workers = _stage2_workers(len(survivors))
-    if workers == 1:
-        _Stage2(repo_dir).run(survivors, tick)
-        return records
-    # Stage 2 is parsing, so it is CPU-bound: split the survivors into contiguous runs,
-    # one per core. Each run starts its incremental parsing afresh, which costs one full
-    # parse per file at each split, far less than the core it gains.
-    size = -(-len(survivors) // workers)
-    chunks = [survivors[i : i + size] for i in range(0, len(survivors), size)]
-    ctx = multiprocessing.get_context("fork")
-    with concurrent.futures.ProcessPoolExecutor(len(chunks), mp_context=ctx) as pool:
-        futures = {pool.submit(_judge_chunk, repo_dir, chunk): chunk for chunk in chunks}
-        for future in concurrent.futures.as_completed(futures):
-            for record, verdict in zip(futures[future], future.result()):
-                record.status, record.reject_stage, record.reject_reason, record.symbols = verdict
-                tick()
+    _Stage2(repo_dir).run(survivors, tick)
     return records
 
 
-PARALLEL_MIN_SURVIVORS = 64  # below this a second process costs more than it saves
+SEGMENT_MIN_COMMITS = 300  # below this a second process costs more than it saves
+SEGMENT_MAX_COMMITS = 1500  # above it more segments than cores: even load, finer progress
 
 
-def _stage2_workers(survivors: int) -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if survivors < PARALLEL_MIN_SURVIVORS:
-        return 1
-    return max(1, min(cores, survivors // (PARALLEL_MIN_SURVIVORS // 2)))
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _judge_chunk(repo_dir: Path, chunk: list[CommitRecord]) -> list[tuple[str, str | None, str | None, dict[str, list[str]]]]:
-    """Stage 2 over one contiguous run of survivors, in a worker process."""
-    _Stage2(repo_dir).run(chunk, lambda: None)
-    return [(r.status, r.reject_stage, r.reject_reason, r.symbols) for r in chunk]
+def _segments(chain: list[str], cores: int) -> list[list[str]]:
+    """``git log`` revision arguments for contiguous runs of ``chain`` (newest first), each
+    run's own tip and the tip of the run before it excluded; oldest run first."""
+    n = len(chain)
+    count = min(max(cores, -(-n // SEGMENT_MAX_COMMITS)), n // SEGMENT_MIN_COMMITS)
+    if count <= 1:
+        return [[chain[0]]] if chain else []
+    cuts = [n * k // count for k in range(count + 1)]  # even sizes, off by one at most
+    out = [[chain[a], f"^{chain[b]}"] if b < n else [chain[a]] for a, b in zip(cuts, cuts[1:])]
+    out.reverse()
+    return out
+
+
+def _mine_in_parallel(
+    repo_dir: Path, config: MiningConfig, segments: list[list[str]], workers: int, total: int,
+    progress: Progress | None,
+) -> list[CommitRecord]:
+    parts: list[list[CommitRecord] | None] = [None] * len(segments)
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(min(workers, len(segments)), mp_context=ctx) as pool:
+        futures = {pool.submit(_mine_segment, repo_dir, config, revs): i for i, revs in enumerate(segments)}
+        done = 0
+        if progress:
+            progress(0, total)
+        for future in concurrent.futures.as_completed(futures):
+            part = parts[futures[future]] = future.result()
+            done += len(part)
+            if progress:
+                progress(done, total)
+    return [record for part in parts for record in part or []]

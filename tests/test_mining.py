@@ -437,21 +437,34 @@ def test_parse_hunks_reads_quoted_paths_and_symlinks() -> None:
 
 
 def test_stage2_split_across_processes_gives_the_same_verdicts(history, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Real repos have hundreds of survivors and stage 2 runs on every core; force the
-    # split on this small history and compare with the one-process run.
+    # Real repos have thousands of commits and both stages run on every core, one segment
+    # of the walk each; force the split on this small history and compare with one process.
     path, _, serial = history
-    monkeypatch.setattr(mining, "PARALLEL_MIN_SURVIVORS", 2)
-    monkeypatch.setattr(mining, "_stage2_workers", lambda n: 2 if n >= 2 else 1)
-    ticks: list[int] = []
-    split = mining.mine_repo(path, MiningConfig(), progress=lambda done, total: ticks.append(done))
+    monkeypatch.setattr(mining, "SEGMENT_MIN_COMMITS", 2)
+    monkeypatch.setattr(mining, "_cores", lambda: 2)
+    seen: list[tuple[int, int]] = []
+    split = mining.mine_repo(path, MiningConfig(), progress=lambda done, total: seen.append((done, total)))
     assert [r.to_dict() for r in split] == [r.to_dict() for r in serial]
-    assert ticks[-1] == len(serial)
+    assert seen[0] == (0, len(serial)) and seen[-1] == (len(serial), len(serial)) and len(seen) == 3
+
+
+def test_segments_cover_the_walk_once_oldest_first() -> None:
+    chain = [f"c{i}" for i in range(10, 0, -1)]  # newest first, as rev-list prints it
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(mining, "SEGMENT_MIN_COMMITS", 3)
+        assert mining._segments(chain, 2) == [["c5"], ["c10", "^c5"]]
+        assert mining._segments(chain, 4) == [["c4"], ["c7", "^c4"], ["c10", "^c7"]]  # at least 3 each
+        assert mining._segments(chain, 1) == [["c10"]]
+        mp.setattr(mining, "SEGMENT_MAX_COMMITS", 4)
+        assert len(mining._segments(chain, 1)) == 3  # long walks get more segments than cores
+    assert mining._segments(chain[:1], 8) == [["c10"]] and mining._segments([], 2) == []
 
 
 def test_churn_symbols_are_the_same_when_stage2_is_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "churn"
     build_churn(path)
     serial = mining.mine_repo(path, MiningConfig(max_lines=2000))
-    monkeypatch.setattr(mining, "_stage2_workers", lambda n: 3)
+    monkeypatch.setattr(mining, "SEGMENT_MIN_COMMITS", 2)
+    monkeypatch.setattr(mining, "_cores", lambda: 3)
     split = mining.mine_repo(path, MiningConfig(max_lines=2000))
     assert [r.to_dict() for r in split] == [r.to_dict() for r in serial]
