@@ -51,8 +51,7 @@ def repo_name_from_source(source: str) -> str:
     """``https://github.com/python-attrs/attrs.git`` and ``/x/attrs`` both give ``attrs``."""
     tail = source.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
     for suffix in (".git", ".bundle"):
-        if tail.endswith(suffix):
-            tail = tail[: -len(suffix)]
+        tail = tail.removesuffix(suffix)
     return tail
 
 

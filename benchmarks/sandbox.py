@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness.sandbox import available_levels, process_limit_mechanism, run_sandboxed  # noqa: E402
+from harness.sandbox import available_levels, process_limit_mechanism, run_sandboxed
 
 
 def median_ms(func: Callable[[], object], runs: int) -> float:

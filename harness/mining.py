@@ -15,6 +15,7 @@ verdict (kept, or the first stage that rejected it and why), so the funnel is a 
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import multiprocessing
 import os
 import re
@@ -548,7 +549,7 @@ def _segments(chain: list[str], cores: int) -> list[list[str]]:
     if count <= 1:
         return [[chain[0]]] if chain else []
     cuts = [n * k // count for k in range(count + 1)]  # even sizes, off by one at most
-    out = [[chain[a], f"^{chain[b]}"] if b < n else [chain[a]] for a, b in zip(cuts, cuts[1:])]
+    out = [[chain[a], f"^{chain[b]}"] if b < n else [chain[a]] for a, b in itertools.pairwise(cuts)]
     out.reverse()
     return out
 
