@@ -19,6 +19,10 @@ What counts as a declaration, and why:
 * ``setup.py``: literal lists and dicts passed to ``setup()``, resolving module-level
   names (``EXTRAS["tests"] = EXTRAS["x"] + [...]`` included); anything computed is
   skipped with a note.
+* ``tox.ini``: the base ``[testenv]``'s ``deps`` (following ``-r`` and ``{[section]deps}``)
+  and its ``extras``. Older projects often declare their test tools nowhere else (structlog
+  in 2013: ``pretend`` only there). Lines conditional on a tox factor (``py27: mock``) are
+  skipped with a note: which factor the box's interpreter matches is a guess.
 * The build back-end (``[build-system].requires``, default ``setuptools>=40.8.0`` +
   ``wheel``) plus what an *editable* install asks for at build time, because an offline
   editable install fails on exactly these: ``editables`` for hatchling, ``hatch-vcs`` /
@@ -56,6 +60,7 @@ BASE_PATHSPECS = (
     "pyproject.toml",
     "setup.py",
     "setup.cfg",
+    "tox.ini",
     ":(glob)*requirements*.txt",
     ":(glob)requirements/*.txt",
 )
@@ -238,6 +243,12 @@ def declared_requirements(repo_dir: Path, sha: str) -> Declaration:
             extras.setdefault(name, items)
             if name in TEST_GROUPS:
                 reqs += items
+
+    if "tox.ini" in tree.names:
+        tox_reqs, tox_extras = _tox_ini(tree, tree.text("tox.ini") or "", col)
+        reqs += tox_reqs
+        for name in tox_extras:
+            reqs += extras.get(name, [])
 
     for path in sorted(tree.names):
         if (_ROOT_REQ_FILE.match(path) or _REQ_DIR_FILE.match(path)) and not _DOCS.search(path):
@@ -463,6 +474,57 @@ def _setup_cfg(
                 items("options.extras_require", key), f"setup.cfg extra {key}"
             )
     return name, reqs, extras, setup_requires
+
+
+# ---------------------------------------------------------------------------------------
+# tox.ini
+
+_TOX_SUBST = re.compile(r"\{\[([^\]]+)\]([\w-]+)\}")
+
+
+def _tox_ini(tree: _Tree, text: str, col: _Collector) -> tuple[list[Requirement], list[str]]:
+    """The base test environment's deps and extras (canonical names)."""
+    cfg = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        cfg.read_string(text)
+    except configparser.Error as exc:
+        col.notes.append(f"tox.ini: unreadable ({exc.__class__.__name__}); ignored")
+        return [], []
+
+    def lines(section: str, key: str, seen: frozenset[tuple[str, str]]) -> list[str]:
+        if (section, key) in seen or not cfg.has_section(section):
+            return []
+        out: list[str] = []
+        for raw in cfg.get(section, key, fallback="").splitlines():
+            line = raw.split(" #", 1)[0].strip()
+            if not line or line.startswith("#"):
+                continue
+            ref = _TOX_SUBST.fullmatch(line)
+            if ref:
+                out += lines(ref[1], ref[2], seen | {(section, key)})
+            else:
+                out.append(line)
+        return out
+
+    reqs: list[Requirement] = []
+    for line in lines("testenv", "deps", frozenset()):
+        line = line.replace("{toxinidir}/", "").replace("{toxinidir}", ".")
+        if line.startswith(("-r", "--requirement")):
+            ref = re.sub(r"^(-r|--requirement)\s*=?\s*", "", line).strip()
+            reqs += _requirements_file(tree, ref, col, set())
+        elif "{" in line or ("://" not in line and ":" in line):
+            col.notes.append(f"tox.ini: conditional or substituted dep {line!r} skipped")
+        elif line.startswith("-") or line.startswith((".", "/")):
+            continue  # -e ., -c constraints, the project itself
+        else:
+            reqs += col.parse([line], "tox.ini [testenv] deps")
+    extras = [
+        canonicalize_name(name)
+        for line in lines("testenv", "extras", frozenset())
+        for name in re.split(r"[,\s]+", line)
+        if name and ":" not in line
+    ]
+    return reqs, extras
 
 
 # ---------------------------------------------------------------------------------------
@@ -756,7 +818,7 @@ def assign_eras(repo_dir: Path, commits: list[CommitRecord]) -> list[EraRecord]:
 
 def _covered(path: str) -> bool:
     """True when ``BASE_PATHSPECS`` already watch ``path``."""
-    return path in ("pyproject.toml", "setup.py", "setup.cfg") or bool(
+    return path in ("pyproject.toml", "setup.py", "setup.cfg", "tox.ini") or bool(
         re.match(r"^[^/]*requirements[^/]*\.txt$", path)
         or re.match(r"^requirements/[^/]+\.txt$", path)
     )

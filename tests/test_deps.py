@@ -234,6 +234,64 @@ def test_setup_cfg_and_unparsable_pyproject(tmp_path: Path) -> None:
     assert any("not valid TOML" in n for n in decl.notes)
 
 
+TOX_INI = dedent(
+    """
+    [tox]
+    envlist = py26, py27, py33, pep8
+
+    [base]
+    deps =
+        pretend  # the 2013 structlog way: test tools declared only here
+        -r{toxinidir}/ci/test.txt
+
+    [testenv]
+    extras = speed
+    deps=
+        {[base]deps}
+        pytest-cov
+        py27: mock
+        -e .
+        .[docs]
+        {env:EXTRA_DEP:}
+    commands=py.test tests
+
+    [testenv:pep8]
+    deps = flake8
+    """
+)
+
+
+def test_tox_ini_testenv_deps_substitutions_and_extras(tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "lib")
+    c1 = repo.commit(
+        "Add lib",
+        {
+            "setup.py": "from setuptools import setup\nsetup(name='lib', extras_require={'speed': ['ujson']})\n",
+            "tox.ini": TOX_INI,
+            "ci/test.txt": "hypothesis\n",
+        },
+    )
+    decl = declared_requirements(repo.path, c1)
+    # flake8 is the lint env's, mock only py27's; the project itself is never locked.
+    assert decl.requirements == ["hypothesis", "pretend", "pytest", "pytest-cov", "ujson"]
+    assert {"tox.ini", "ci/test.txt"} <= set(decl.sources)
+    assert any("py27: mock" in n for n in decl.notes) and any("{env:" in n for n in decl.notes)
+
+    # A change to tox.ini alone starts a new era.
+    c2 = repo.commit("Test with freezegun too", {"tox.ini": TOX_INI.replace("pytest-cov", "pytest-cov\n    freezegun")})
+    c3 = repo.commit("Code", {"lib.py": "x = 1\n"})
+    eras = deps.assign_eras(repo.path, [record(s) for s in (c1, c2, c3)])
+    assert [e.commits for e in eras] == [[c1], [c2, c3]]
+    assert "freezegun" in eras[1].requirements and "freezegun" not in eras[0].requirements
+
+
+def test_an_unreadable_tox_ini_is_a_note(tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "lib")
+    sha = repo.commit("Add lib", {"tox.ini": "deps = no section header\n", "lib.py": "x = 1\n"})
+    decl = declared_requirements(repo.path, sha)
+    assert decl.requirements == ["pytest"] and any("tox.ini: unreadable" in n for n in decl.notes)
+
+
 def test_poetry_constraints_become_pep440(tmp_path: Path) -> None:
     repo = RepoBuilder(tmp_path / "lib")
     sha = repo.commit(
