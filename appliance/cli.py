@@ -509,7 +509,7 @@ def triples() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def triples_build(app: App, name: str, statuses: tuple[str, ...], as_json: bool) -> None:
-    """Build NAME's triples: gold-derived ones (scope, precision, execute) and gold plans from
+    """Build NAME's triples: gold-derived ones (scope, precision, plan, execute) and gold plans from
     its tasks, and run-derived SFT (resolved attempts) and DPO pairs from its model runs.
 
     No model needed for the gold part: the commit is the teacher. Safe to rerun

@@ -53,17 +53,15 @@ from harness.executor import execute
 from harness.groundtruth import GroundTruth, ground_truth
 from harness.index import SymbolIndex, index_path
 from harness.planner import (
+    first_plan_prompt,
     model_plan,
-    outlines_for,
-    plan_messages,
     plan_text,
     repair_messages,
     retrieval_plan,
-    schema_files,
     symbol_spans,
 )
 from harness.plans import KINDS, Plan
-from harness.retrieve import Retrieval, retrieve
+from harness.retrieve import K_FILES, K_SYMBOLS, Retrieval, retrieve
 from harness.testrun import is_test_file, patch_paths
 
 RETRIEVAL_PROVIDER = "retrieval"
@@ -77,8 +75,8 @@ class PipelineOptions:
     """The knobs ``cra harness run`` does not expose as flags, with defaults that suit it."""
 
     kind: str = "step"  # plan kind the model is asked for
-    k_files: int = 10
-    k_symbols: int = 20
+    k_files: int = K_FILES
+    k_symbols: int = K_SYMBOLS
     evaluation: EvalOptions = field(default_factory=EvalOptions)
 
     def __post_init__(self) -> None:
@@ -251,13 +249,12 @@ def _model_run(
 ) -> RunRecord:
     task = state.task
     assert task.parent is not None
-    files = schema_files(index, task.parent, retrieval)
+    first, files = first_plan_prompt(index, task.parent, task.instruction, retrieval, kind=options.kind)
     if not files:
         save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, apply_status="not_run",
                                        validation={"kind": "no_plan"}))
         return finish_run(db, run.id, status="failed", attempts=1, failure_kind="no_plan",
                           summary={"reason": "the parent commit has no indexed source file"})
-    first = plan_messages(task.instruction, outlines_for(index, task.parent, retrieval), kind=options.kind)
     messages = first
     last_kind = "tests_failed"
     history: list[dict[str, Any]] = []

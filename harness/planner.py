@@ -168,6 +168,18 @@ def outlines_for(index: SymbolIndex, sha: str, retrieval: Retrieval, *, k_files:
     return out
 
 
+def first_plan_prompt(
+    index: SymbolIndex, sha: str, instruction: str, retrieval: Retrieval, *, kind: str = "step",
+) -> tuple[Messages, list[str]]:
+    """The plan stage's first prompt and the files its schema lets a plan name.
+
+    One function for the pipeline and for the gold plan triples, so what a model is
+    trained on is, byte for byte, what it is asked at run time.
+    """
+    messages = plan_messages(instruction, outlines_for(index, sha, retrieval), kind=kind)
+    return messages, schema_files(index, sha, retrieval)
+
+
 def model_plan(
     client: LLMClient | BoundClient, messages: Messages, files: list[str], *, kind: str = "step",
     temperature: float = 0.2, adapter: str | None = None, seed: int | None = None,

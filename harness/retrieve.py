@@ -127,12 +127,16 @@ def build_query(terms: Iterable[str]) -> str:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in cleaned if t)
 
 
+K_FILES = 10  # files the pipeline retrieves per task (and the gold plan triples, alike)
+K_SYMBOLS = 20
+
+
 def retrieve(
     index: SymbolIndex,
     sha: str,
     instruction: str,
-    k_files: int = 10,
-    k_symbols: int = 20,
+    k_files: int = K_FILES,
+    k_symbols: int = K_SYMBOLS,
     *,
     exclude: Callable[[str], bool] | None = None,
 ) -> Retrieval:

@@ -1,10 +1,13 @@
 """Training data from commits and runs: gold SFT, run SFT, DPO pairs, and the JSONL export.
 
-The commit is the teacher. With no model at all, every task already yields three
+The commit is the teacher. With no model at all, every task already yields four
 examples (``gold_examples``):
 
 * **scope**: instruction + the repo's Python files -> the files the commit changed;
 * **precision**: instruction + those files with their symbols -> the symbols it changed;
+* **plan**: the plan stage's own first prompt (instruction + the outlines of the files
+  retrieval ranks highest, ``harness.planner.first_plan_prompt``) -> the gold plan, in the
+  JSON the plan schema constrains a model to (only with the repo's symbol index);
 * **execute**: instruction + context (the changed files' text at the parent; retrieval
   replaces it later) + the gold plan -> the commit's change as search/replace blocks,
   the very format the Execute stage writes (``harness.edits``).
@@ -37,7 +40,7 @@ from appliance.atomic import write_atomic
 from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import get_commits, list_repos
-from appliance.db.tasks import list_tasks
+from appliance.db.tasks import TaskRecord, list_tasks
 from appliance.db.triples import (
     TRIPLE_KINDS,
     TRIPLE_STAGES,
@@ -51,12 +54,16 @@ from appliance.db.triples import (
     triple_counts,
 )
 from appliance.errors import BadInput, CraError, NotFound
+from appliance.records import CommitRecord
 from harness import pysource
 from harness.alignment import DEFAULT_WEIGHTS, Weights, score_plan
 from harness.edits import EditError, diff_hunks, gold_edits, read_texts, render_edits
 from harness.git import git
 from harness.groundtruth import GroundTruth, gold_plan, ground_truth, is_python
+from harness.index import SymbolIndex, index_path
+from harness.planner import first_plan_prompt, plan_text
 from harness.plans import Plan, PlanFormatError
+from harness.retrieve import retrieve
 from harness.testrun import is_test_file, patch_paths
 
 EXPORT_VERSION = 1
@@ -206,14 +213,19 @@ def gold_examples(
     author_ts: int,
     test_paths_rule: Callable[[str], bool] = is_test_file,
     options: GoldOptions | None = None,
+    index: SymbolIndex | None = None,
 ) -> GoldExamples:
-    """The scope, precision and execute SFT triples one commit yields, with no model."""
+    """The scope, precision, plan and execute SFT triples one commit yields, with no model.
+
+    ``index`` is the repo's symbol index (``harness.index``); without it there is no plan
+    triple, whose prompt needs retrieval at the parent."""
     options = options or GoldOptions()
     truth = ground_truth(repo_dir, parent, sha, test_paths_rule)
     plan = gold_plan(truth)
     out = GoldExamples(truth=truth, plan=plan)
     if not truth.files:
-        out.skipped = {s: "the commit changes no non-test Python file" for s in ("scope", "precision", "execute")}
+        stages = ("scope", "precision", "plan", "execute") if index else ("scope", "precision", "execute")
+        out.skipped = {s: "the commit changes no non-test Python file" for s in stages}
         return out
 
     def triple(stage: str, prompt: Messages, answer: str) -> TripleRecord:
@@ -248,6 +260,11 @@ def gold_examples(
         answer = json.dumps({"symbols": {p: truth.symbols.get(p, []) for p in truth.files}}, ensure_ascii=False)
         out.triples.append(triple("precision", precision_messages(instruction, outlines), answer))
 
+    if index is not None:
+        why = _plan_triple(index, repo_dir, parent, instruction, plan, out, triple)
+        if why:
+            out.skipped["plan"] = why
+
     try:
         edits = gold_edits(repo_dir, parent, sha, truth.files, context=options.context_lines)
     except EditError as exc:
@@ -259,6 +276,24 @@ def gold_examples(
         return out
     out.triples.append(triple("execute", execute_messages(instruction, plan, context), render_edits(edits)))
     return out
+
+
+def _plan_triple(
+    index: SymbolIndex, repo_dir: Path | str, parent: str, instruction: str, plan: Plan,
+    out: GoldExamples, triple: Callable[[str, Messages, str], TripleRecord],
+) -> str | None:
+    """Add the gold plan triple to ``out``; or say why this commit has none."""
+    if not index.has_commit(parent):
+        index.index_commit(repo_dir, parent)
+    retrieval = retrieve(index, parent, instruction, exclude=is_test_file)
+    messages, files = first_plan_prompt(index, parent, instruction, retrieval, kind=plan.kind)
+    outside = [s.file for s in plan.steps if s.file not in files]
+    if outside:
+        # The schema's file enum holds existing files only: a constrained model could never
+        # write this plan, so training on it would teach an answer it cannot give.
+        return f"the gold plan names files the plan schema does not list: {', '.join(outside[:3])}"
+    out.triples.append(triple("plan", messages, plan_text(plan)))
+    return None
 
 
 @dataclass
@@ -293,33 +328,44 @@ def build_gold(
         raise NotFound(f"no clone of '{name}' at {repo_dir}", hint="import it with 'cra corpus import' or 'cra corpus add'")
     commits = {c.sha: c for c in get_commits(db, name)}
     report = BuildReport(repo=name)
-    for task in list_tasks(db, name):
-        if task.status not in wanted or task.parent is None:
-            continue
-        report.tasks += 1
-        gold_paths = set(patch_paths(task.gold_patch))
-        commit = commits.get(task.sha)
-        author_ts = commit.author_ts if commit else int(git(repo_dir, "log", "-1", "--format=%at", task.sha).strip())
-        try:
-            ex = gold_examples(
-                repo_dir, repo=name, sha=task.sha, parent=task.parent, instruction=task.instruction,
-                author_ts=author_ts, test_paths_rule=lambda p, g=gold_paths: p not in g, options=options,
-            )
-        except CraError as exc:
-            report.errors.append({"sha": task.sha, "error": str(exc)})
-            continue
-        with db.write():
-            added = save_triples(db, ex.triples)
-            report.triples += added
-            report.duplicates += len(ex.triples) - added
-            if ex.truth.files:
-                pid = save_plan(db, name, task.sha, ex.plan.to_dict())
-                set_plan_score(db, pid, score_plan(ex.plan, ex.truth).to_dict())
-                report.plans += 1
-        for stage, why in ex.skipped.items():
-            key = f"{stage}: {why.split(':')[0]}"
-            report.skipped[key] = report.skipped.get(key, 0) + 1
+    index_file = index_path(home, name)
+    index_file.parent.mkdir(parents=True, exist_ok=True)
+    with SymbolIndex(index_file) as index:
+        for task in list_tasks(db, name):
+            if task.status in wanted and task.parent is not None:
+                _build_one(db, repo_dir, name, task, commits.get(task.sha), index, options, report)
     return report
+
+
+def _build_one(
+    db: Database, repo_dir: Path, name: str, task: TaskRecord, commit: CommitRecord | None,
+    index: SymbolIndex, options: GoldOptions | None, report: BuildReport,
+) -> None:
+    """One task's gold triples and gold plan, in one transaction."""
+    assert task.parent is not None
+    report.tasks += 1
+    gold_paths = set(patch_paths(task.gold_patch))
+    author_ts = commit.author_ts if commit else int(git(repo_dir, "log", "-1", "--format=%at", task.sha).strip())
+    try:
+        ex = gold_examples(
+            repo_dir, repo=name, sha=task.sha, parent=task.parent, instruction=task.instruction,
+            author_ts=author_ts, test_paths_rule=lambda p, g=gold_paths: p not in g, options=options,
+            index=index,
+        )
+    except CraError as exc:
+        report.errors.append({"sha": task.sha, "error": str(exc)})
+        return
+    with db.write():
+        added = save_triples(db, ex.triples)
+        report.triples += added
+        report.duplicates += len(ex.triples) - added
+        if ex.truth.files:
+            pid = save_plan(db, name, task.sha, ex.plan.to_dict())
+            set_plan_score(db, pid, score_plan(ex.plan, ex.truth).to_dict())
+            report.plans += 1
+    for stage, why in ex.skipped.items():
+        key = f"{stage}: {why.split(':')[0]}"
+        report.skipped[key] = report.skipped.get(key, 0) + 1
 
 
 # --------------------------------------------------------------------------- run-derived

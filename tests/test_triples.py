@@ -25,8 +25,11 @@ from appliance.errors import BadInput
 from appliance.records import CommitRecord, FileChange, RepoRecord
 from harness.edits import apply_edits, gold_edits, parse_edits, render_edits
 from harness.git import git
+from harness.index import SymbolIndex, index_path
+from harness.planner import PLAN_SYSTEM, first_plan_prompt
 from harness.plans import Plan, PlanStep
-from harness.testrun import split_commit
+from harness.retrieve import retrieve
+from harness.testrun import is_test_file, split_commit
 from harness.triples import (
     EXECUTE_SYSTEM,
     PRECISION_SYSTEM,
@@ -108,9 +111,9 @@ def test_migration_3_creates_plans_and_triples(db: Database) -> None:
 def test_gold_triples_of_a_real_commit_field_by_field(db: Database, home: Home, lib: dict[str, str]) -> None:
     report = build_gold(db, home, "lib")
     assert report.to_dict() | {"skipped": {}} == {
-        "repo": "lib", "tasks": 1, "triples": 3, "duplicates": 0, "plans": 1, "skipped": {}, "errors": []}
+        "repo": "lib", "tasks": 1, "triples": 4, "duplicates": 0, "plans": 1, "skipped": {}, "errors": []}
     rows = {t.stage: t for t in list_triples(db)}
-    assert sorted(rows) == ["execute", "precision", "scope"]
+    assert sorted(rows) == ["execute", "plan", "precision", "scope"]
     for t in rows.values():
         assert (t.kind, t.origin, t.repo, t.sha, t.author_ts, t.source_runs) == (
             "sft", "gold", "lib", lib["sha"], int(lib["ts"]), [])
@@ -151,22 +154,59 @@ def test_gold_triples_of_a_real_commit_field_by_field(db: Database, home: Home, 
     assert apply_edits(lib["path"], parse_edits(execute.completion[0]["content"])).ok
     assert git(lib["path"], "diff", lib["sha"], "--", "pkg").strip() == ""
 
+    # The plan triple: the pipeline's own first plan prompt, answered with the gold plan in
+    # the JSON the plan schema constrains a model to.
+    plan_row = rows["plan"]
+    assert plan_row.prompt[0]["content"] == PLAN_SYSTEM.format(kind="step")
+    user = plan_row.prompt[1]["content"]
+    assert user.startswith(f"Task:\n{INSTRUCTION}\n\nRelated files:\n")
+    assert "pkg/core.py\n  Parser: class Parser\n  Parser.parse: def parse(self, text)" in user
+    assert "tests/" not in user  # plans change source files; retrieval leaves tests out
+    with SymbolIndex(index_path(home, "lib")) as index:
+        retrieval = retrieve(index, lib["parent"], INSTRUCTION, exclude=is_test_file)
+        messages, files = first_plan_prompt(index, lib["parent"], INSTRUCTION, retrieval)
+    assert plan_row.prompt == messages and "pkg/core.py" in user
+    answer = json.loads(plan_row.completion[0]["content"])
+    assert answer == {"kind": "step", "steps": [
+        {"id": 1, "file": "pkg/core.py", "symbols": ["Parser.parse"], "action": "modify",
+         "description": "modify Parser.parse", "depends_on": []},
+        {"id": 2, "file": "pkg/api.py", "symbols": ["load"], "action": "modify",
+         "description": "modify load", "depends_on": [1]}]}
+    assert {st["file"] for st in answer["steps"]} <= set(files)
+    assert Plan.from_json(plan_row.completion[0]["content"]).files() == ["pkg/core.py", "pkg/api.py"]
+
     (gold_row,) = list_plans(db, repo="lib")
     assert (gold_row.source, gold_row.kind, gold_row.score) == ("gold", "step", 1.0)
+
+
+def test_a_gold_plan_that_adds_a_file_has_no_plan_triple(db: Database, home: Home, lib: dict[str, str]) -> None:
+    # A constrained model can only name files that exist at the parent: a plan triple
+    # whose answer creates pkg/sep.py would teach an answer it can never give.
+    repo = RepoBuilder(home.repo_dir("lib"))
+    sha = repo.commit("Add a separator module for the parser", {
+        "pkg/sep.py": "DEFAULT = None\n", "tests/test_sep.py": "def test_default():\n    assert True\n"})
+    split = split_commit(repo.path, lib["sha"], sha)
+    save_task(db, TaskRecord(repo="lib", sha=sha, parent=lib["sha"], status="valid", instruction="Add a separator module",
+                             test_patch=split.test_patch, gold_patch=split.gold_patch,
+                             test_files=["tests/test_sep.py"], fail_to_pass=["tests/test_sep.py::test_default"]))
+    report = build_gold(db, home, "lib")
+    assert report.skipped == {"plan: the gold plan names files the plan schema does not list": 1}
+    assert report.triples == 4 + 3
+    assert sorted(t.stage for t in list_triples(db) if t.sha == sha) == ["execute", "precision", "scope"]
 
 
 def test_building_again_adds_nothing(db: Database, home: Home, lib: dict[str, str]) -> None:
     build_gold(db, home, "lib")
     again = build_gold(db, home, "lib")
-    assert (again.triples, again.duplicates) == (0, 3)
+    assert (again.triples, again.duplicates) == (0, 4)
     assert len(list_plans(db, repo="lib")) == 1
-    assert stats(db)["total"] == 3
+    assert stats(db)["total"] == 4
 
 
 def test_tasks_that_are_not_valid_are_left_out_unless_asked(db: Database, home: Home, lib: dict[str, str]) -> None:
     db.conn.execute("UPDATE tasks SET status = 'no_fail_to_pass'")
     assert build_gold(db, home, "lib").tasks == 0
-    assert build_gold(db, home, "lib", statuses=("valid", "no_fail_to_pass")).triples == 3
+    assert build_gold(db, home, "lib", statuses=("valid", "no_fail_to_pass")).triples == 4
 
 
 def test_content_hash_is_unique_in_the_table(db: Database, lib: dict[str, str]) -> None:
@@ -259,9 +299,9 @@ def test_stats_and_export_load_back_with_datasets(
     counts = stats(db)
     assert counts["by_stage"] == {
         "scope": {"sft": 1, "dpo": 0}, "precision": {"sft": 1, "dpo": 0},
-        "execute": {"sft": 2, "dpo": 1}, "plan": {"sft": 1, "dpo": 2},
+        "execute": {"sft": 2, "dpo": 1}, "plan": {"sft": 2, "dpo": 2},
     }
-    assert (counts["total"], counts["by_origin"]) == (8, {"gold": 3, "run": 5})
+    assert (counts["total"], counts["by_origin"]) == (9, {"gold": 4, "run": 5})
 
     out = tmp_path / "export"
     (out).mkdir()
