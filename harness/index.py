@@ -44,7 +44,7 @@ from harness.pysource import (
 if TYPE_CHECKING:
     from appliance.config import Home
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_FILE_BYTES = 2_000_000  # larger .py files are generated data, not code to plan against
 MAX_DOC_CHARS = 4_000
 _FULL_SHA = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
@@ -54,7 +54,7 @@ _CHUNK = 500  # host parameters per IN (...) query, well under SQLite's limit
 # index_text() adds their snake/Camel parts itself, so both forms match.
 _TOKENIZE = "porter unicode61 remove_diacritics 2 tokenchars '_'"
 
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE paths(id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE);
 CREATE TABLE blobs(
@@ -90,16 +90,23 @@ CREATE TABLE commits(
     snapshot INTEGER NOT NULL REFERENCES snapshots(id),
     indexed_at REAL NOT NULL
 );
-CREATE VIRTUAL TABLE symbol_fts USING fts5(name, signature, doc, content='', tokenize="{_TOKENIZE}");
-CREATE VIRTUAL TABLE path_fts USING fts5(path, content='', tokenize="{_TOKENIZE}");
-CREATE VIRTUAL TABLE module_fts USING fts5(doc, content='', tokenize="{_TOKENIZE}");
+"""
+# Search runs over one snapshot's documents only, held in temp (in-memory) FTS5 tables that
+# follow the snapshot asked for: BM25's document frequencies and lengths are then those of
+# that commit, so a task's retrieval (and the prompts built from it) does not change as
+# other commits of the repo are indexed. Moving to the next commit's snapshot swaps only the
+# documents of the files that changed.
+_SEARCH_SCHEMA = f"""
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.q_symbol USING fts5(name, signature, doc, tokenize="{_TOKENIZE}");
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.q_path USING fts5(path, tokenize="{_TOKENIZE}");
+CREATE VIRTUAL TABLE IF NOT EXISTS temp.q_module USING fts5(doc, tokenize="{_TOKENIZE}");
 """
 _TABLES = (
     "meta", "paths", "blobs", "symbols", "snapshots", "snapshot_files", "commits",
-    "symbol_fts", "path_fts", "module_fts",
+    "symbol_fts", "path_fts", "module_fts",  # version 1 kept all history's documents in FTS
 )
 
-# BM25 column weights for symbol_fts: a hit on the name means far more than one in a docstring.
+# BM25 column weights for the symbol documents: a hit on the name means far more than one in a docstring.
 SYMBOL_WEIGHTS = (6.0, 2.0, 1.0)
 
 
@@ -157,6 +164,16 @@ def index_path(home: Home, repo: str) -> Path:
     return home.var / "index" / f"{repo}.db"
 
 
+def _chunks(ids: set[int]) -> Iterator[list[int]]:
+    items = sorted(ids)
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+def _marks(chunk: list[int]) -> str:
+    return ",".join("?" * len(chunk))
+
+
 # --- tokenising (shared with harness/retrieve.py so documents and queries agree) -------------
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -203,6 +220,9 @@ class SymbolIndex:
             self.db = Database(self.path, migrate=False)
             self.conn = self.db.conn
             self.conn.execute("PRAGMA foreign_keys=OFF")  # a rebuild drops tables in any order
+            self.conn.execute("PRAGMA temp_store=MEMORY")  # the search tables (see _SEARCH_SCHEMA)
+            self._loaded: int | None = None  # the snapshot the search tables hold
+            self._loaded_docs: tuple[set[int], set[int]] = (set(), set())  # its path and blob ids
             self._ensure_schema()
         except (sqlite3.DatabaseError, BadInput) as exc:
             raise BadInput(
@@ -297,18 +317,12 @@ class SymbolIndex:
              json.dumps([[s.module, s.level, list(s.names)] for s in info.imports])),
         )
         blob_id = int(cur.lastrowid or 0)
-        if info.docstring:
-            c.execute("INSERT INTO module_fts(rowid, doc) VALUES (?, ?)", (blob_id, index_text(info.docstring)))
-        for sym in info.symbols:
-            cur = c.execute(
-                "INSERT INTO symbols(blob, qualname, kind, lineno, end_lineno, signature, docstring)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (blob_id, sym.qualname, sym.kind, sym.lineno, sym.end_lineno, sym.signature, sym.docstring),
-            )
-            c.execute(
-                "INSERT INTO symbol_fts(rowid, name, signature, doc) VALUES (?, ?, ?, ?)",
-                (cur.lastrowid, index_text(sym.qualname), index_text(sym.signature), index_text(sym.docstring)),
-            )
+        c.executemany(
+            "INSERT INTO symbols(blob, qualname, kind, lineno, end_lineno, signature, docstring)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(blob_id, sym.qualname, sym.kind, sym.lineno, sym.end_lineno, sym.signature, sym.docstring)
+             for sym in info.symbols],
+        )
         return blob_id
 
     def _path_ids(self, c: sqlite3.Connection, paths: list[str]) -> dict[str, int]:
@@ -319,9 +333,7 @@ class SymbolIndex:
             out.update({p: pid for pid, p in c.execute(f"SELECT id, path FROM paths WHERE path IN ({marks})", chunk)})
         for p in paths:
             if p not in out:
-                pid = int(c.execute("INSERT INTO paths(path) VALUES (?)", (p,)).lastrowid or 0)
-                c.execute("INSERT INTO path_fts(rowid, path) VALUES (?, ?)", (pid, index_text(_path_words(p))))
-                out[p] = pid
+                out[p] = int(c.execute("INSERT INTO paths(path) VALUES (?)", (p,)).lastrowid or 0)
         return out
 
     def _snapshot_for(
@@ -354,6 +366,52 @@ class SymbolIndex:
         except NotFound:
             return False
         return True
+
+    def _load_snapshot(self, snapshot: int) -> None:
+        """Make the temp search tables hold exactly ``snapshot``'s documents."""
+        if self._loaded == snapshot:
+            return
+        c = self.conn
+        rows = c.execute("SELECT path, blob FROM snapshot_files WHERE snapshot = ?", (snapshot,)).fetchall()
+        paths, blobs = {int(r[0]) for r in rows}, {int(r[1]) for r in rows}
+        old_paths, old_blobs = self._loaded_docs
+        own = not c.in_transaction  # temp tables only: no lock on the index file is taken
+        if own:
+            c.execute("BEGIN")
+        try:
+            if self._loaded is None:
+                for stmt in _SEARCH_SCHEMA.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                for table in ("q_symbol", "q_path", "q_module"):
+                    c.execute(f"DELETE FROM temp.{table}")
+            for chunk in _chunks(old_paths - paths):
+                c.execute(f"DELETE FROM temp.q_path WHERE rowid IN ({_marks(chunk)})", chunk)
+            for chunk in _chunks(old_blobs - blobs):
+                c.execute(f"DELETE FROM temp.q_module WHERE rowid IN ({_marks(chunk)})", chunk)
+                c.execute(f"DELETE FROM temp.q_symbol WHERE rowid IN"
+                          f" (SELECT id FROM symbols WHERE blob IN ({_marks(chunk)}))", chunk)
+            for chunk in _chunks(paths - old_paths):
+                found = c.execute(f"SELECT id, path FROM paths WHERE id IN ({_marks(chunk)})", chunk)
+                c.executemany("INSERT INTO temp.q_path(rowid, path) VALUES (?, ?)",
+                              [(pid, index_text(_path_words(p))) for pid, p in found])
+            for chunk in _chunks(blobs - old_blobs):
+                found = c.execute(
+                    f"SELECT id, docstring FROM blobs WHERE docstring != '' AND id IN ({_marks(chunk)})", chunk)
+                c.executemany("INSERT INTO temp.q_module(rowid, doc) VALUES (?, ?)",
+                              [(bid, index_text(doc)) for bid, doc in found])
+                found = c.execute(
+                    f"SELECT id, qualname, signature, docstring FROM symbols WHERE blob IN ({_marks(chunk)})", chunk)
+                c.executemany("INSERT INTO temp.q_symbol(rowid, name, signature, doc) VALUES (?, ?, ?, ?)",
+                              [(sid, index_text(q), index_text(sig), index_text(doc)) for sid, q, sig, doc in found])
+            if own:
+                c.execute("COMMIT")
+        except BaseException:
+            if own:
+                c.execute("ROLLBACK")
+            self._loaded, self._loaded_docs = None, (set(), set())
+            raise
+        self._loaded, self._loaded_docs = snapshot, (paths, blobs)
 
     def _snapshot(self, sha: str) -> int:
         row = self.conn.execute("SELECT snapshot FROM commits WHERE sha = ?", (sha,)).fetchone()
@@ -434,26 +492,27 @@ class SymbolIndex:
         text can never break it. A malformed query is a ``BadInput``.
         """
         snapshot = self._snapshot(sha)
+        self._load_snapshot(snapshot)
         try:
             path_rows = self.conn.execute(
-                "SELECT p.path, -bm25(path_fts) AS score FROM path_fts"
-                " JOIN snapshot_files f ON f.snapshot = ? AND f.path = path_fts.rowid"
-                " JOIN paths p ON p.id = f.path WHERE path_fts MATCH ? ORDER BY score DESC LIMIT ?",
-                (snapshot, query, k),
+                "SELECT p.path, -bm25(q_path) AS score FROM q_path"
+                " JOIN paths p ON p.id = q_path.rowid WHERE q_path MATCH ? ORDER BY score DESC, p.path LIMIT ?",
+                (query, k),
             ).fetchall()
             module_rows = self.conn.execute(
-                "SELECT p.path, -bm25(module_fts) AS score FROM module_fts"
-                " JOIN snapshot_files f ON f.snapshot = ? AND f.blob = module_fts.rowid"
-                " JOIN paths p ON p.id = f.path WHERE module_fts MATCH ? ORDER BY score DESC LIMIT ?",
+                "SELECT p.path, -bm25(q_module) AS score FROM q_module"
+                " JOIN snapshot_files f ON f.snapshot = ? AND f.blob = q_module.rowid"
+                " JOIN paths p ON p.id = f.path WHERE q_module MATCH ? ORDER BY score DESC, p.path LIMIT ?",
                 (snapshot, query, k),
             ).fetchall()
             w = SYMBOL_WEIGHTS
             symbol_rows = self.conn.execute(
                 "SELECT p.path, s.qualname, s.kind, s.lineno, s.end_lineno, s.signature, s.docstring,"
-                f" -bm25(symbol_fts, {w[0]}, {w[1]}, {w[2]}) AS score FROM symbol_fts"
-                " JOIN symbols s ON s.id = symbol_fts.rowid"
+                f" -bm25(q_symbol, {w[0]}, {w[1]}, {w[2]}) AS score FROM q_symbol"
+                " JOIN symbols s ON s.id = q_symbol.rowid"
                 " JOIN snapshot_files f ON f.snapshot = ? AND f.blob = s.blob"
-                " JOIN paths p ON p.id = f.path WHERE symbol_fts MATCH ? ORDER BY score DESC LIMIT ?",
+                " JOIN paths p ON p.id = f.path WHERE q_symbol MATCH ?"
+                " ORDER BY score DESC, p.path, s.lineno LIMIT ?",
                 (snapshot, query, k),
             ).fetchall()
         except sqlite3.OperationalError as exc:

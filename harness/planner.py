@@ -26,7 +26,7 @@ from typing import Any
 
 from appliance.llm import BoundClient, LLMClient
 from harness.index import SymbolIndex
-from harness.plans import Plan, PlanFormatError, PlanStep, plan_json_schema
+from harness.plans import Plan, PlanFormatError, PlanStep, files_outside_schema, plan_json_schema
 from harness.retrieve import Retrieval, import_order
 from harness.testrun import is_test_file
 
@@ -186,7 +186,7 @@ def model_plan(
     max_tokens: int = PLAN_MAX_TOKENS,
 ) -> PlanOutcome:
     """Ask for a plan under the schema; ``LLMError`` propagates, a bad answer is returned."""
-    schema = plan_json_schema(files, kind=kind)
+    schema = plan_json_schema(files, kind=kind, new_files=True)
     completion = client.complete(messages, stage="plan", temperature=temperature, max_tokens=max_tokens,
                                  json_schema=schema, adapter=adapter, seed=seed)
     text = completion.text
@@ -196,10 +196,11 @@ def model_plan(
     except PlanFormatError as exc:
         out.error = str(exc)
         return out
-    known = set(files)
-    unknown = [s.file for s in plan.steps if s.file not in known and s.action != "add"]
+    # The schema says the same, but a server in json_object mode does not enforce it.
+    unknown = files_outside_schema(plan, files)
     if unknown:
-        out.error = f"the plan names files the repository does not have: {', '.join(unknown[:5])}"
+        out.error = (f"the plan names files the repository does not have (only an add or test step "
+                     f"may create one): {', '.join(unknown[:5])}")
         return out
     out.plan = plan
     return out

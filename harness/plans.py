@@ -262,33 +262,67 @@ def _check_references(steps: list[PlanStep]) -> None:
             del deps[i]
 
 
-def plan_json_schema(files: list[str], *, kind: str | None = None, max_steps: int = MAX_STEPS) -> dict[str, Any]:
+NEW_FILE_ACTIONS = ("add", "test")  # the actions that may name a file the repo lacks
+# A new file's path: relative, segments that do not start with a dot (no "..", no hidden
+# directories), a .py file. Written in the regex subset llama.cpp's grammar converter and
+# xgrammar both accept.
+NEW_FILE_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*[.]py$"
+_NEW_FILE = re.compile(NEW_FILE_PATTERN)
+
+
+def is_new_file_path(path: str) -> bool:
+    """True for a path a plan may create (what ``NEW_FILE_PATTERN`` lets a model write)."""
+    return bool(_NEW_FILE.match(path))
+
+
+def files_outside_schema(plan: Plan, files: list[str]) -> list[str]:
+    """The files of ``plan`` that ``plan_json_schema(files, new_files=True)`` would refuse."""
+    known = set(files)
+    return [s.file for s in plan.steps
+            if s.file not in known and not (s.action in NEW_FILE_ACTIONS and is_new_file_path(s.file))]
+
+
+def plan_json_schema(
+    files: list[str], *, kind: str | None = None, max_steps: int = MAX_STEPS, new_files: bool = False,
+) -> dict[str, Any]:
     """A JSON schema for a model's plan whose ``file`` must be one of ``files``.
 
     Written in the subset both llama.cpp's ``response_format`` grammar converter and
     vLLM's structured outputs (xgrammar / outlines) support: ``type``, ``properties``,
-    ``required``, ``enum``, ``items``, ``minItems``/``maxItems``, ``additionalProperties``.
-    Every field is required so a constrained model cannot drop one; ``kind`` stays a field
-    (an enum of one when ``kind`` is given) so one schema shape serves all plan kinds.
+    ``required``, ``enum``, ``items``, ``minItems``/``maxItems``, ``additionalProperties``,
+    and with ``new_files`` ``anyOf`` and ``pattern``. Every field is required so a
+    constrained model cannot drop one; ``kind`` stays a field (an enum of one when ``kind``
+    is given) so one schema shape serves all plan kinds.
+
+    ``new_files``: a step may also name a file that does not exist yet, when its action is
+    ``add`` or ``test`` and its path matches ``NEW_FILE_PATTERN``. Without it a model can
+    never plan a commit that creates a module.
     """
     names = sorted(dict.fromkeys(f for f in files if f))
     if not names:
         raise BadInput("a plan schema needs at least one file", hint="index the repo first")
     if kind is not None and kind not in KINDS:
         raise BadInput(f"unknown plan kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
-    step = {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "file": {"type": "string", "enum": names},
-            "symbols": {"type": "array", "items": {"type": "string"}},
-            "action": {"type": "string", "enum": list(ACTIONS)},
-            "description": {"type": "string"},
-            "depends_on": {"type": "array", "items": {"type": "integer"}},
-        },
-        "required": ["id", "file", "symbols", "action", "description", "depends_on"],
-        "additionalProperties": False,
-    }
+
+    def step_schema(file: dict[str, Any], actions: tuple[str, ...]) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"},
+                "file": file,
+                "symbols": {"type": "array", "items": {"type": "string"}},
+                "action": {"type": "string", "enum": list(actions)},
+                "description": {"type": "string"},
+                "depends_on": {"type": "array", "items": {"type": "integer"}},
+            },
+            "required": ["id", "file", "symbols", "action", "description", "depends_on"],
+            "additionalProperties": False,
+        }
+
+    step = step_schema({"type": "string", "enum": names}, ACTIONS)
+    if new_files:
+        created = step_schema({"type": "string", "pattern": NEW_FILE_PATTERN}, NEW_FILE_ACTIONS)
+        step = {"anyOf": [step, created]}
     return {
         "title": "plan",
         "type": "object",

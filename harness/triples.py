@@ -62,7 +62,7 @@ from harness.git import git
 from harness.groundtruth import GroundTruth, gold_plan, ground_truth, is_python
 from harness.index import SymbolIndex, index_path
 from harness.planner import first_plan_prompt, plan_text
-from harness.plans import Plan, PlanFormatError
+from harness.plans import Plan, PlanFormatError, files_outside_schema
 from harness.retrieve import retrieve
 from harness.testrun import is_test_file, patch_paths
 
@@ -287,11 +287,12 @@ def _plan_triple(
         index.index_commit(repo_dir, parent)
     retrieval = retrieve(index, parent, instruction, exclude=is_test_file)
     messages, files = first_plan_prompt(index, parent, instruction, retrieval, kind=plan.kind)
-    outside = [s.file for s in plan.steps if s.file not in files]
+    outside = files_outside_schema(plan, files)
     if outside:
-        # The schema's file enum holds existing files only: a constrained model could never
-        # write this plan, so training on it would teach an answer it cannot give.
-        return f"the gold plan names files the plan schema does not list: {', '.join(outside[:3])}"
+        # A constrained model could never write this plan (a file beyond the schema's list,
+        # or a new file by a path the schema's pattern refuses): training on it would teach
+        # an answer it cannot give.
+        return f"the gold plan names files the plan schema does not allow: {', '.join(outside[:3])}"
     out.triples.append(triple("plan", messages, plan_text(plan)))
     return None
 

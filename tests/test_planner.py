@@ -103,10 +103,28 @@ def test_a_model_plan_comes_back_under_a_schema_naming_the_index_files(indexed, 
     assert out.ok and out.plan is not None and out.plan.source == "model"
     assert out.plan.files() == ["shop/money.py", "shop/cart.py"]
     schema = provider.requests[0].json_schema
-    assert schema["properties"]["steps"]["items"]["properties"]["file"]["enum"] == files
+    existing, created = schema["properties"]["steps"]["items"]["anyOf"]
+    assert existing["properties"]["file"]["enum"] == files
+    assert created["properties"]["action"]["enum"] == ["add", "test"] and "pattern" in created["properties"]["file"]
     [call] = list_calls(db)
     assert call.stage == "plan" and call.status == "ok" and call.temperature == 0.5 and call.seed == 7
     assert symbol_spans(ix, sha, out.plan) == {"shop/money.py": [(4, 6)], "shop/cart.py": [(8, 10)]}
+
+
+def test_a_plan_may_create_a_module_with_an_add_step(indexed, db: Database) -> None:
+    # Commits that add a module are common (a fifth of the sample's tasks): a schema of
+    # existing files only would make them impossible to plan.
+    ix, sha = indexed
+    answer = json.dumps({"kind": "step", "steps": [
+        {"id": 1, "file": "shop/rounding.py", "symbols": ["round_half_up"], "action": "add",
+         "description": "a rounding helper", "depends_on": []},
+        {"id": 2, "file": "shop/cart.py", "symbols": ["Cart.total"], "action": "modify",
+         "description": "use it", "depends_on": [1]},
+    ]})
+    client, _ = _client(db, [answer])
+    out = model_plan(client, plan_messages(TASK, {}), source_files(ix, sha))
+    assert out.ok and out.plan is not None and out.plan.files() == ["shop/rounding.py", "shop/cart.py"]
+    assert list_calls(db)[0].status == "ok"  # and the schema check agreed
 
 
 def test_a_plan_kind_is_a_field_of_the_same_schema(indexed, db: Database) -> None:
@@ -122,6 +140,7 @@ def test_a_plan_kind_is_a_field_of_the_same_schema(indexed, db: Database) -> Non
 @pytest.mark.parametrize("answer, why", [
     ("I would change the cart.", "not JSON"),
     (json.dumps({"kind": "step", "steps": [{"id": 1, "file": "shop/nowhere.py"}]}), "does not have"),
+    (json.dumps({"kind": "step", "steps": [{"id": 1, "file": "../outside.py", "action": "add"}]}), "does not have"),
     (json.dumps({"kind": "step", "steps": [{"id": 1, "file": "shop/cart.py", "depends_on": [9]}]}), "step 9"),
     ("", "empty"),
 ])

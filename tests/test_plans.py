@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from appliance.errors import BadInput
-from harness.plans import Plan, PlanFormatError, PlanStep, plan_json_schema
+from harness.plans import Plan, PlanFormatError, PlanStep, is_new_file_path, plan_json_schema
 
 FILES = ["pkg/core.py", "pkg/api.py", "pkg/util.py"]
 
@@ -142,6 +142,33 @@ def test_schema_accepts_a_plan_of_index_files_and_rejects_others() -> None:
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(missing, schema)
     assert schema["properties"]["steps"]["items"]["properties"]["file"]["enum"] == sorted(FILES)
+
+
+def test_schema_with_new_files_lets_only_add_and_test_steps_create_safe_paths() -> None:
+    schema = plan_json_schema(FILES, new_files=True)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(two_step_plan().model_dict(), schema)
+
+    def with_step(file: str, action: str) -> dict:
+        plan = two_step_plan().model_dict()
+        plan["steps"][0].update(file=file, action=action)
+        return plan
+
+    for file, action in [("pkg/rounding.py", "add"), ("tests/test_rounding.py", "test"), ("new_top.py", "add")]:
+        jsonschema.validate(with_step(file, action), schema)
+        assert is_new_file_path(file)
+    for file, action in [("pkg/rounding.py", "modify"), ("../outside.py", "add"), ("pkg/../x.py", "add"),
+                         ("/etc/x.py", "add"), (".hidden/x.py", "add"), ("pkg/notes.txt", "add")]:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(with_step(file, action), schema)
+        assert action == "modify" or not is_new_file_path(file)
+
+
+def test_schema_with_new_files_compiles_to_a_llama_cpp_grammar() -> None:
+    llama_grammar = pytest.importorskip("llama_cpp.llama_grammar", reason="the llama extra is not installed")
+    gbnf = llama_grammar.json_schema_to_gbnf(json.dumps(plan_json_schema(FILES, new_files=True)))
+    assert "steps-item-1-file ::=" in gbnf  # the second alternative: a new file by pattern
+    llama_grammar.LlamaGrammar.from_string(gbnf, verbose=False)
 
 
 def test_schema_keeps_kind_a_field_and_can_pin_it() -> None:

@@ -132,6 +132,38 @@ def test_retrieval_round_trips_through_json(indexed):
     assert result.query.startswith('"') and " OR " in result.query
 
 
+def _ranked(result: Retrieval) -> list[tuple[str, str, float]]:
+    return ([(f.path, "", round(f.score, 9)) for f in result.files]
+            + [(s.path, s.symbol, round(s.score, 9)) for s in result.symbols])
+
+
+def test_a_commits_retrieval_does_not_change_as_other_commits_are_indexed(tmp_path):
+    # Training prompts are built from retrieval; if BM25's statistics came from every file
+    # version ever indexed, the same task would get another prompt once later commits
+    # were indexed (and a near-duplicate training example with it).
+    repo = RepoBuilder(tmp_path / "shop")
+    first = repo.commit("Shop", FILES)
+    noise = {f"src/shop/rounding_{i}.py": f'"""Rounding of cents, variant {i}."""\n\n'
+             f"def round_cents_{i}(amount):\n    return round(amount, {i})\n" for i in range(12)}
+    second = repo.commit("Add rounding variants", noise)
+    third = repo.delete(*list(noise)[:6]).commit("Drop half the variants")
+    task = "Fix rounding in `round_cents` for negative amounts in the cart"
+    with SymbolIndex(tmp_path / "ix.db") as ix:
+        ix.index_commit(repo.path, first)
+        alone = _ranked(retrieve(ix, first, task))
+        for sha in (second, third):
+            ix.index_commit(repo.path, sha)
+        later = {sha: _ranked(retrieve(ix, sha, task)) for sha in (second, first, third, first)}
+        assert _ranked(retrieve(ix, first, task)) == alone
+    assert later[first] == alone  # also after the search tables held the other snapshots
+    # Each commit's own ranking is what a fresh index of that commit alone gives.
+    for sha in (second, third):
+        with SymbolIndex(tmp_path / f"fresh-{sha[:7]}.db") as fresh:
+            fresh.index_commit(repo.path, sha)
+            assert _ranked(retrieve(fresh, sha, task)) == later[sha]
+    assert later[second] != alone  # the variants do compete at the second commit
+
+
 def test_query_terms_drop_noise_and_put_code_first():
     terms = query_terms("Fix the crash (#1234) in parse_iso_date when the HTTPServer is down, see abc1234f")
     assert terms[:6] == ["parse_iso_date", "parse", "iso", "date", "httpserver", "http"]

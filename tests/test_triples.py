@@ -179,20 +179,28 @@ def test_gold_triples_of_a_real_commit_field_by_field(db: Database, home: Home, 
     assert (gold_row.source, gold_row.kind, gold_row.score) == ("gold", "step", 1.0)
 
 
-def test_a_gold_plan_that_adds_a_file_has_no_plan_triple(db: Database, home: Home, lib: dict[str, str]) -> None:
-    # A constrained model can only name files that exist at the parent: a plan triple
-    # whose answer creates pkg/sep.py would teach an answer it can never give.
+def test_a_gold_plan_that_adds_a_module_is_a_plan_triple_unless_its_path_is_refused(
+    db: Database, home: Home, lib: dict[str, str],
+) -> None:
     repo = RepoBuilder(home.repo_dir("lib"))
-    sha = repo.commit("Add a separator module for the parser", {
-        "pkg/sep.py": "DEFAULT = None\n", "tests/test_sep.py": "def test_default():\n    assert True\n"})
-    split = split_commit(repo.path, lib["sha"], sha)
-    save_task(db, TaskRecord(repo="lib", sha=sha, parent=lib["sha"], status="valid", instruction="Add a separator module",
-                             test_patch=split.test_patch, gold_patch=split.gold_patch,
-                             test_files=["tests/test_sep.py"], fail_to_pass=["tests/test_sep.py::test_default"]))
+    tasks = {}
+    for message, path in [("Add a separator module for the parser", "pkg/sep.py"),
+                          ("Add a release helper script", ".github/release.py")]:
+        parent = git(repo.path, "rev-parse", "HEAD").strip()
+        sha = repo.commit(message, {path: "DEFAULT = None\n", "tests/test_core.py": f"# {path}\n"})
+        split = split_commit(repo.path, parent, sha)
+        save_task(db, TaskRecord(repo="lib", sha=sha, parent=parent, status="valid", instruction=message,
+                                 test_patch=split.test_patch, gold_patch=split.gold_patch,
+                                 test_files=["tests/test_core.py"], fail_to_pass=["tests/test_core.py::t"]))
+        tasks[path] = sha
     report = build_gold(db, home, "lib")
-    assert report.skipped == {"plan: the gold plan names files the plan schema does not list": 1}
-    assert report.triples == 4 + 3
-    assert sorted(t.stage for t in list_triples(db) if t.sha == sha) == ["execute", "precision", "scope"]
+    # A new module is planned by an add step the schema's pattern accepts; a hidden folder
+    # is refused by that pattern, so no constrained model could write that plan.
+    assert report.skipped == {"plan: the gold plan names files the plan schema does not allow": 1}
+    (plan_row,) = [t for t in list_triples(db, stage="plan") if t.sha == tasks["pkg/sep.py"]]
+    (step,) = json.loads(plan_row.completion[0]["content"])["steps"]
+    assert (step["file"], step["action"]) == ("pkg/sep.py", "add")
+    assert not [t for t in list_triples(db, stage="plan") if t.sha == tasks[".github/release.py"]]
 
 
 def test_building_again_adds_nothing(db: Database, home: Home, lib: dict[str, str]) -> None:
