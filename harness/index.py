@@ -9,6 +9,11 @@ set of (path, blob) rows; commits whose Python files are identical share one sna
 The database is a cache (``var/index/<repo>.db``, see ``index_path``), separate from the
 raw DB: deleting it loses nothing but time, and a schema change simply rebuilds it.
 
+Search scores with BM25 over the asked commit's snapshot alone (temp FTS5 tables that
+follow the snapshot, swapping only the documents of changed files), never over every file
+version the cache holds: a task's retrieval, and every prompt built from it, must not
+depend on which other commits happen to be indexed.
+
 Files that do not parse are recorded with the error and have no symbols; they never
 stop indexing.
 """

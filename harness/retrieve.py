@@ -1,7 +1,8 @@
 """The Retrieve stage: from an instruction to the files and symbols most likely to change.
 
-BM25 (FTS5's ``bm25()``) over the symbol index of the task's parent commit: paths,
-symbol names, signatures, docstrings and module docstrings. Instructions are commit
+BM25 (FTS5's ``bm25()``) over the symbol index of the task's parent commit, with that
+commit's own document statistics: paths, symbol names, signatures, docstrings and module
+docstrings. Instructions are commit
 messages written by people ("Fix `evolve()` on frozen slotted classes (#123)"), so the
 query is built from their words and identifiers, split the way code is written, with
 stopwords, issue numbers and commit hashes dropped, and every term quoted: nothing a
