@@ -401,10 +401,14 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True, help="Runs per task and temperature.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Attempts per run (the first plus repairs).")
 @click.option("--limit", type=click.IntRange(min=1), help="At most N tasks.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs at once, each in its own process and worktree slot: for a server that batches "
+              "requests (vLLM, llama-server -np K). The in-process llama_cpp provider takes 1.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def harness_run(app: App, name: str, model: str | None, endpoint: str | None, adapter: str | None,
-                temperatures: str, samples: int, max_attempts: int, limit: int | None, as_json: bool) -> None:
+                temperatures: str, samples: int, max_attempts: int, limit: int | None, workers: int,
+                as_json: bool) -> None:
     """Run the agent (index, retrieve, plan, execute, validate, repair) on NAME's valid tasks.
 
     Every LLM call, retrieval, plan (with its alignment score) and attempt is stored.
@@ -421,7 +425,7 @@ def harness_run(app: App, name: str, model: str | None, endpoint: str | None, ad
         with progress_bar() as tick:
             summary = run_repo(app.home, app.db, name, client=client, temperatures=_floats(temperatures),
                                samples=samples, max_attempts=max_attempts, limit=limit, adapter=adapter,
-                               progress=lambda done, total, run: tick("run", done, total))
+                               workers=workers, progress=lambda done, total, run: tick("run", done, total))
     finally:
         if client is not None:
             client.close()

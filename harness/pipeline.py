@@ -22,10 +22,12 @@ clean (``start_run``).
 
 from __future__ import annotations
 
+import multiprocessing
+import queue
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,7 @@ from appliance.db.runs import (
 )
 from appliance.db.tasks import TaskRecord, list_tasks
 from appliance.db.triples import save_plan, set_plan_score
-from appliance.errors import BadInput, CraError
+from appliance.errors import BadInput, CraError, Failed
 from appliance.llm import LLMClient, LLMError
 from harness.alignment import score_plan
 from harness.candidate import CandidateEnv, EvalOptions, evaluate, task_env
@@ -113,15 +115,27 @@ def run_repo(
     home: Home, db: Database, name: str, *, client: LLMClient | None = None,
     temperatures: Sequence[float] = (0.2,), samples: int = 1, max_attempts: int = 3,
     limit: int | None = None, adapter: str | None = None, progress: Progress | None = None,
-    options: PipelineOptions | None = None,
+    options: PipelineOptions | None = None, workers: int = 1,
 ) -> dict[str, Any]:
     """Run the pipeline on the valid tasks of ``name``; returns the summary table as a dict.
 
     ``client=None``: the retrieval planner only (runs end ``planned``; one run per task,
     temperatures and samples do not apply). Ctrl-C stops between stages: the current run
     stays ``running`` and the next call restarts it clean.
+
+    ``workers`` > 1 runs that many runs at once, each worker a process of its own with its
+    own database connection, index handle and worktree slot: for a server that batches
+    concurrent requests (vLLM, llama-server with parallel slots), where one run at a time
+    leaves the GPU mostly idle. The in-process llama_cpp provider serves one request at a
+    time, so it refuses more than one worker.
     """
     _check(temperatures, samples, max_attempts, limit)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise BadInput(f"--workers {workers!r} must be an integer of at least 1")
+    if workers > 1 and client is not None and client.provider.name == "llama_cpp":
+        raise BadInput("--workers above 1 needs a model server: the in-process llama_cpp provider "
+                       "answers one request at a time",
+                       hint="serve the model (llama-server -np K, or vLLM) and pass --endpoint URL")
     options = options or PipelineOptions()
     tasks = [t for t in list_tasks(db, name, status="valid") if t.parent]
     if limit is not None:
@@ -132,31 +146,25 @@ def run_repo(
     else:
         combos = [(float(t), s) for t in temperatures for s in range(samples)]
         provider, model = client.provider.name, client.provider.model
+    units = [(task, RunKey(repo=name, sha=task.sha, provider=provider, model=model, adapter=adapter or "",
+                           temperature=temperature, sample=sample))
+             for task in tasks for temperature, sample in combos]
     tick = progress or (lambda done, total, run: None)
-    total = len(tasks) * len(combos)
-    tick(0, total, None)
-    repo_dir = home.repo_dir(name)
-    index_file = index_path(home, name)
-    index_file.parent.mkdir(parents=True, exist_ok=True)
+    tick(0, len(units), None)
     seen: list[RunRecord] = []
-    skipped = ran = 0
-    done = 0
-    with SymbolIndex(index_file) as index:
-        for task in tasks:
-            state = _Task(task)
-            for temperature, sample in combos:
-                key = RunKey(repo=name, sha=task.sha, provider=provider, model=model,
-                             adapter=adapter or "", temperature=temperature, sample=sample)
-                run = start_run(db, key)
-                if run.finished:
-                    skipped += 1
-                else:
-                    ran += 1
-                    run = _run_one(home, db, name, repo_dir, index, state, run, client=client,
-                                   adapter=adapter, max_attempts=max_attempts, options=options)
-                seen.append(run)
-                done += 1
-                tick(done, total, run)
+    counts = {"ran": 0, "skipped": 0}
+
+    def report(run: RunRecord, ran: bool) -> None:
+        counts["ran" if ran else "skipped"] += 1
+        seen.append(run)
+        tick(len(seen), len(units), run)
+
+    work = _Work(home=home, name=name, client=client, adapter=adapter, max_attempts=max_attempts, options=options)
+    if workers > 1 and client is not None and len(units) > 1:
+        _run_in_processes(work, db, units, min(workers, len(units)), report)
+    else:
+        _run_units(work, db, units, report)
+    ran, skipped = counts["ran"], counts["skipped"]
     summary = summarize_runs(seen)
     scores = [r.summary["plan_score"] for r in seen if isinstance(r.summary.get("plan_score"), int | float)]
     summary.update({
@@ -167,6 +175,102 @@ def run_repo(
     if client is None:
         summary["note"] = "no model configured: retrieval planner only, no execute stage"
     return summary
+
+
+# ------------------------------------------------------------------------------ workers
+
+
+@dataclass
+class _Work:
+    """What every run of one ``run_repo`` call shares."""
+
+    home: Home
+    name: str
+    client: LLMClient | None
+    adapter: str | None
+    max_attempts: int
+    options: PipelineOptions
+
+
+Unit = tuple[TaskRecord, RunKey]
+
+
+def _run_units(work: _Work, db: Database, units: Sequence[Unit], report: Callable[[RunRecord, bool], None]) -> None:
+    """The runs of ``units`` one after the other; a task's runs share its retrieval and env."""
+    index_file = index_path(work.home, work.name)
+    index_file.parent.mkdir(parents=True, exist_ok=True)
+    states: dict[str, _Task] = {}
+    with SymbolIndex(index_file) as index:
+        for task, key in units:
+            state = states.get(task.sha)
+            if state is None:
+                states.clear()  # units come task by task: keep one task's state at a time
+                state = states[task.sha] = _Task(task)
+            run = start_run(db, key)
+            if run.finished:
+                report(run, False)
+                continue
+            run = _run_one(work.home, db, work.name, work.home.repo_dir(work.name), index, state, run,
+                           client=work.client, adapter=work.adapter, max_attempts=work.max_attempts,
+                           options=work.options)
+            report(run, True)
+
+
+def _run_in_processes(
+    work: _Work, db: Database, units: Sequence[Unit], workers: int, report: Callable[[RunRecord, bool], None],
+) -> None:
+    """``_run_units`` in ``workers`` forked processes, unit i in worker i mod ``workers``.
+
+    Each worker opens its own connection to the raw DB (SQLite connections do not survive
+    a fork), logs its LLM calls through it, and checks candidates in its own worktree slot.
+    The workers report each finished run's id; this process reads the rows back.
+    """
+    assert work.client is not None
+    ctx = multiprocessing.get_context("fork")
+    done_q = ctx.Queue()
+
+    def worker(slot: int) -> None:
+        try:
+            own = Database(db.path)
+            client = LLMClient(work.client.provider, config=work.client.config, log=own)
+            options = replace(work.options, evaluation=replace(work.options.evaluation, slot=slot))
+            mine = replace(work, client=client, options=options)
+            _run_units(mine, own, units[slot::workers], lambda run, ran: done_q.put(("run", run.id, ran)))
+            own.close()
+            done_q.put(("done", slot, None))
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+            done_q.put(("error", slot, f"{type(exc).__name__}: {exc}"))
+
+    procs = [ctx.Process(target=worker, args=(slot,), name=f"cra-run-{slot}", daemon=True)
+             for slot in range(workers)]
+    for proc in procs:
+        proc.start()
+    finished: set[int] = set()
+    errors: list[str] = []
+    try:
+        while len(finished) < workers:
+            try:
+                kind, ident, extra = done_q.get(timeout=1.0)
+            except queue.Empty:
+                dead = [i for i, p in enumerate(procs) if not p.is_alive() and i not in finished]
+                for slot in dead:  # killed (OOM, a signal) before it could say so
+                    finished.add(slot)
+                    errors.append(f"worker {slot} exited with code {procs[slot].exitcode}")
+                continue
+            if kind == "run":
+                report(get_run(db, int(ident)), bool(extra))
+            else:
+                finished.add(int(ident))
+                if kind == "error":
+                    errors.append(f"worker {ident}: {extra}")
+    finally:
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+    if errors:
+        raise Failed(f"{len(errors)} of {workers} run workers failed: {'; '.join(errors)[:500]}",
+                     hint="the runs they finished are stored; rerun to continue the rest")
 
 
 # ------------------------------------------------------------------------------ one run
@@ -287,7 +391,7 @@ def _model_run(
             save_attempt(db, record)
             history.append(record.validation)
             return finish_run(db, run.id, status="failed", attempts=attempt, failure_kind="llm_error",
-                              summary=_summary(history, scores, started, error=str(exc)))
+                              summary=_summary(history, scores, started, options.evaluation.slot, error=str(exc)))
         record.edits = result.rendered
         if result.status in ("bad_output", "no_edits"):
             last_kind = "bad_output"
@@ -320,14 +424,14 @@ def _model_run(
             record.validation = {"kind": "env_error", "error": state.env_error}
             save_attempt(db, record)
             return finish_run(db, run.id, status="error", attempts=attempt, failure_kind="env_error",
-                              summary=_summary(history, scores, started, error=state.env_error))
+                              summary=_summary(history, scores, started, options.evaluation.slot, error=state.env_error))
         ev = evaluate(home, task, result.edits, state.env, options=options.evaluation)
         if ev.kind == "env_error":
             record.apply_status = "applied"
             record.validation = {"kind": "env_error", "error": ev.output}
             save_attempt(db, record)
             return finish_run(db, run.id, status="error", attempts=attempt, failure_kind="env_error",
-                              summary=_summary(history, scores, started, error=ev.output))
+                              summary=_summary(history, scores, started, options.evaluation.slot, error=ev.output))
         record.apply_status = "apply_error" if ev.kind == "apply_error" else "applied"
         record.apply_error = ev.apply_error
         record.validation = {
@@ -340,17 +444,18 @@ def _model_run(
         history.append({"kind": ev.kind})
         if ev.resolved:
             return finish_run(db, run.id, status="resolved", attempts=attempt, steps_to_green=attempt,
-                              summary=_summary(history, scores, started))
+                              summary=_summary(history, scores, started, options.evaluation.slot))
         last_kind = ev.kind
         messages = repair_messages(messages, plan_text(plan), result.rendered, ev.output)
     return finish_run(db, run.id, status="failed", attempts=max_attempts, failure_kind=last_kind,
-                      summary=_summary(history, scores, started))
+                      summary=_summary(history, scores, started, options.evaluation.slot))
 
 
-def _summary(history: list[dict[str, Any]], scores: list[float], started: float, *,
+def _summary(history: list[dict[str, Any]], scores: list[float], started: float, slot: int, *,
              error: str | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "attempt_kinds": [h.get("kind") for h in history],
+        "slot": slot,  # the worktree slot its candidates were checked in
         "plan_score": scores[0] if scores else None,
         "best_plan_score": max(scores) if scores else None,
         "seconds": round(time.monotonic() - started, 3),

@@ -31,6 +31,7 @@ from appliance.db.runs import AttemptRecord as RunAttempt
 from appliance.db.runs import RunKey, get_run_trace, list_calls, list_runs, save_attempt, start_run
 from appliance.db.tasks import TaskRecord, get_task, save_task
 from appliance.db.triples import list_plans
+from appliance.errors import BadInput
 from appliance.llm import LLMClient, LLMConfig, ProviderError
 from appliance.llm.providers.scripted import ScriptedProvider
 from appliance.records import CommitRecord, EraRecord, FileChange, RepoRecord
@@ -235,6 +236,34 @@ def test_temperatures_and_samples_make_one_run_each_and_a_rerun_skips_them(world
     assert tuple(world.db.one("SELECT (SELECT COUNT(*) FROM attempts), (SELECT COUNT(*) FROM llm_calls),"
                               " (SELECT COUNT(*) FROM plans), (SELECT COUNT(*) FROM retrievals)")) == tuple(rows)
     assert provider.remaining == 0
+
+
+@network
+def test_parallel_workers_run_in_their_own_slots_and_log_their_own_calls(world: World) -> None:
+    def answer(request, _i: int) -> str:  # by stage, so every worker's copy answers alike
+        return PLAN if request.json_schema else RIGHT_EDIT_POLLUTED
+
+    client, _ = _client(world.db, answer, "parallel")
+    summary = _run(world, client, max_attempts=1, temperatures=(0.2, 0.8), samples=2, workers=2)
+    assert (summary["ran"], summary["skipped"], summary["by_status"]) == (4, 0, {"resolved": 4})
+    runs = [r for r in list_runs(world.db, "calc") if r.model == "parallel"]
+    assert len(runs) == 4 and {r.status for r in runs} == {"resolved"}
+    assert sorted(r.summary["slot"] for r in runs) == [0, 0, 1, 1]  # unit i in worker i mod 2
+    for r in runs:  # each worker logged through its own connection, under the right run
+        assert [(c.stage, c.run_id) for c in list_calls(world.db, run_id=r.id)] == [("plan", r.id), ("execute", r.id)]
+    assert len({(r.temperature, r.sample) for r in runs}) == 4
+    again = _run(world, client, max_attempts=1, temperatures=(0.2, 0.8), samples=2, workers=2)
+    assert (again["ran"], again["skipped"]) == (0, 4)
+
+
+def test_the_in_process_llama_cpp_provider_refuses_parallel_workers(world: World) -> None:
+    client, provider = _client(world.db, [PLAN], "one-at-a-time")
+    provider.name = "llama_cpp"  # the check reads only the provider's name
+    with pytest.raises(BadInput, match="needs a model server"):
+        _run(world, client, workers=2)
+    with pytest.raises(BadInput, match="at least 1"):
+        _run(world, client, workers=0)
+    assert not [r for r in list_runs(world.db, "calc") if r.model == "one-at-a-time"]
 
 
 @network
