@@ -11,12 +11,21 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path | str, data: bytes | str) -> None:
-    """Write ``data`` to a unique temp file beside ``path``, fsync it, then rename it over."""
+def write_atomic(path: Path | str, data: bytes | str, *, partial_suffix: str | None = None) -> None:
+    """Write ``data`` to a temp file beside ``path``, fsync it, then rename it over.
+
+    The temp file has a unique name, or with ``partial_suffix`` the fixed name
+    ``<name><partial_suffix>``: a USB export names its unfinished files that way so that a
+    later run recognises and removes what an interrupted one left.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     blob = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    if partial_suffix:
+        tmp = str(path.with_name(path.name + partial_suffix))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    else:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(blob)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from appliance.atomic import write_atomic
 from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import get_repo, register_repo
@@ -133,19 +134,6 @@ def _copy_hashed(src: Path, dst: Path) -> tuple[str, int]:
         tmp.unlink(missing_ok=True)
         raise
     return h.hexdigest(), size
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + PARTIAL)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def format_sums(sums: dict[str, str]) -> bytes:
@@ -385,7 +373,7 @@ def export_package(
     if sums_path.is_file() and data == old_sums_bytes:
         result.skipped_files.append(SUMS)
     else:
-        _write_atomic(sums_path, data)
+        write_atomic(sums_path, data, partial_suffix=PARTIAL)
         result.written_files.append(SUMS)
     return result
 
@@ -737,5 +725,5 @@ def export_appliance(
     script.chmod(0o755)
     sums = {INSTALL_SCRIPT: sha256_file(script)}
     sums.update({f"{WHEELS}/{p.name}": sha256_file(p) for p in sorted(wheels.glob("*.whl"))})
-    _write_atomic(out / SUMS, format_sums(sums))
+    write_atomic(out / SUMS, format_sums(sums), partial_suffix=PARTIAL)
     return out

@@ -199,13 +199,11 @@ def _run_units(work: _Work, db: Database, units: Sequence[Unit], report: Callabl
     """The runs of ``units`` one after the other; a task's runs share its retrieval and env."""
     index_file = index_path(work.home, work.name)
     index_file.parent.mkdir(parents=True, exist_ok=True)
-    states: dict[str, _Task] = {}
+    state: _Task | None = None
     with SymbolIndex(index_file) as index:
         for task, key in units:
-            state = states.get(task.sha)
-            if state is None:
-                states.clear()  # units come task by task: keep one task's state at a time
-                state = states[task.sha] = _Task(task)
+            if state is None or state.task.sha != task.sha:  # units come task by task
+                state = _Task(task)
             run = start_run(db, key)
             if run.finished:
                 report(run, False)
@@ -232,11 +230,13 @@ def _run_in_processes(
     def worker(slot: int) -> None:
         try:
             own = Database(db.path)
-            client = LLMClient(work.client.provider, config=work.client.config, log=own)
-            options = replace(work.options, evaluation=replace(work.options.evaluation, slot=slot))
-            mine = replace(work, client=client, options=options)
-            _run_units(mine, own, units[slot::workers], lambda run, ran: done_q.put(("run", run.id, ran)))
-            own.close()
+            try:
+                client = LLMClient(work.client.provider, config=work.client.config, log=own)
+                options = replace(work.options, evaluation=replace(work.options.evaluation, slot=slot))
+                mine = replace(work, client=client, options=options)
+                _run_units(mine, own, units[slot::workers], lambda run, ran: done_q.put(("run", run.id, ran)))
+            finally:
+                own.close()
             done_q.put(("done", slot, None))
         except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
             done_q.put(("error", slot, f"{type(exc).__name__}: {exc}"))
