@@ -1,9 +1,11 @@
 """cra: the offline appliance.
 
-Layers, bottom up: ``appliance.config`` / ``appliance.db`` / ``appliance.errors`` (core),
-then ``harness`` (mining, environments, pipeline), then the rest of ``appliance``
-(packaging, bundles, training, registry, eval), then ``appliance.cli``. Nothing imports
-upward, so the harness never knows about the terminal.
+Layers, bottom up: ``appliance.config`` / ``appliance.db`` / ``appliance.errors`` /
+``appliance.status`` / ``appliance.llm`` (core), then ``harness`` (mining, environments,
+pipeline), then the subpackages ``appliance.packaging`` (repo packages, USB bundles),
+``appliance.training``, ``appliance.adapters``, ``appliance.evaluation`` and
+``appliance.serving``, then ``appliance.cli``. Nothing imports upward, so the harness never
+knows about the terminal.
 """
 
 from importlib import metadata as _metadata

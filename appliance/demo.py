@@ -38,8 +38,8 @@ def run_demo(
     bundle: Path = SAMPLE_BUNDLE,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoResult:
-    from appliance.bundle import export_package, import_package
-    from appliance.corpus import add_repo
+    from appliance.packaging.bundle import export_package, import_package
+    from appliance.packaging.corpus import add_repo
     from appliance.db.corpus import funnel
 
     wheels = wheels or DEFAULT_WHEELS

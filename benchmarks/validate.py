@@ -54,7 +54,7 @@ TARGET = 1.25
 
 def sample_home(work: Path) -> tuple[Home, str]:
     """A home with the inkwell sample added the product's way (``cra corpus add``)."""
-    from appliance.corpus import add_repo
+    from appliance.packaging.corpus import add_repo
 
     home = Home(work / "home")
     home.root.mkdir(parents=True)

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from repo_builder import RepoBuilder
 
-from appliance.bundle import (
+from appliance.packaging.bundle import (
     BUNDLE,
     MANIFEST,
     SUMS,
@@ -35,7 +35,7 @@ from appliance.db.core import Database
 from appliance.db.corpus import funnel, get_commits, get_eras, get_repo, register_repo
 from appliance.errors import BadInput, BundleError, Failed, ManifestError
 from appliance.hashing import sha256_file
-from appliance.manifest import build_manifest, read_manifest, write_manifest
+from appliance.packaging.manifest import build_manifest, read_manifest, write_manifest
 from appliance.records import CommitRecord, EraRecord, FileChange, RepoRecord
 from harness.git import git
 
@@ -343,7 +343,7 @@ def test_interrupted_export_is_never_taken_for_a_complete_one(
 IMPORT_SCRIPT = """
 import json, socket, sys
 from pathlib import Path
-from appliance.bundle import import_package
+from appliance.packaging.bundle import import_package
 from appliance.config import Home
 from appliance.db.core import Database
 try:
@@ -746,14 +746,14 @@ def test_export_appliance_installs_cra_with_no_network(tmp_path: Path) -> None:
     proc = _run_install(out, venv, {})
     assert proc.returncode == 0, proc.stderr + proc.stdout
     subprocess.run(
-        [str(venv / "bin" / "python"), "-I", "-c", "import appliance.bundle, harness.git"],
+        [str(venv / "bin" / "python"), "-I", "-c", "import appliance.packaging.bundle, harness.git"],
         check=True,
         cwd=tmp_path,
     )
 
 
 def test_the_import_git_config_refuses_every_network_transport(tmp_path: Path) -> None:
-    from appliance.bundle import OFFLINE_GIT
+    from appliance.packaging.bundle import OFFLINE_GIT
     from appliance.errors import GitError
 
     for url in (

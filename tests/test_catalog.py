@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.catalog import CATEGORIES, by_category, find_entry, load_catalog
+from appliance.packaging.catalog import CATEGORIES, by_category, find_entry, load_catalog
 from appliance.errors import ConfigError, NotFound
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import funnel, get_commits, get_eras
 from appliance.demo import SAMPLE_BUNDLE
-from appliance.manifest import read_manifest
+from appliance.packaging.manifest import read_manifest
 
 pytestmark = [pytest.mark.network, pytest.mark.slow]
 

@@ -136,3 +136,67 @@ def test_second_writer_waits_instead_of_failing(tmp_path: Path) -> None:
     t.join()
     assert not errors
     assert {r[0] for r in second.query("SELECT name FROM repos")} == {"a", "b"}
+
+
+# ------------------------------------------------------------------ migration 5 and the enums
+
+
+def _db_at(path: Path, version: int) -> Database:
+    """A real DB migrated only up to ``version``, as an older cra left it."""
+    keep = migrations.MIGRATIONS
+    migrations.MIGRATIONS = [m for m in keep if m.version <= version]
+    try:
+        return Database(path)
+    finally:
+        migrations.MIGRATIONS = keep
+
+
+def test_migration_5_keeps_every_row_and_makes_patches_text(tmp_path: Path) -> None:
+    old = _db_at(tmp_path / "cra.db", 4)
+    register_repo(old, _repo(), [], [_commit(1, kept=True)])
+    latin1 = "-caf\xe9\n".encode("latin-1")  # a latin-1 source line: not UTF-8
+    with old.write() as c:
+        for i, patch in enumerate((b"+ok\n", latin1)):
+            c.execute(
+                "INSERT INTO tasks (repo_id, sha, status, instruction, test_patch, gold_patch,"
+                " test_files, fail_to_pass, pass_to_pass, flaky, outcomes, durations, created_at)"
+                " VALUES (1, ?, 'valid', 'Add thing', ?, ?, '[]', '[\"t::a\"]', '[]', '[]', '{}',"
+                " '{}', 'x')", (f"{i:040x}", b"+test\n", patch))
+        c.execute("INSERT INTO runs (repo_id, sha, provider, model, temperature, status, started_at)"
+                  " VALUES (1, ?, 'scripted', 'm', 0.2, 'failed', 'x')", ("0" * 40,))
+        c.execute("INSERT INTO attempts (run_id, attempt, apply_status, created_at)"
+                  " VALUES (1, 1, 'applied', 'x')")
+    old.close()
+
+    db = Database(tmp_path / "cra.db")
+    assert db.schema_version == migrations.LATEST
+    rows = db.query("SELECT gold_patch, gold_patch_bytes, test_patch, typeof(test_patch) FROM tasks ORDER BY id")
+    assert [tuple(r) for r in rows] == [("+ok\n", None, "+test\n", "text"),
+                                        ("-caf\ufffd\n", latin1, "+test\n", "text")]
+    from appliance.db.tasks import get_task
+
+    assert get_task(db, "lib", f"{1:040x}").gold_patch.encode("utf-8", "surrogateescape") == latin1
+    # The children of the rebuilt runs table survived (no cascade on DROP TABLE).
+    assert db.one("SELECT COUNT(*) FROM attempts")[0] == 1
+    assert db.one("PRAGMA foreign_key_check") is None
+    assert db.one("PRAGMA foreign_keys")[0] == 1
+
+
+@pytest.mark.parametrize(("table", "column", "enum_name"), [
+    ("tasks", "status", "TaskStatus"), ("runs", "status", "RunStatus"),
+    ("attempts", "apply_status", "ApplyStatus"), ("llm_calls", "status", "CallStatus"),
+    ("eras", "status", "EraStatus"), ("triples", "stage", "TripleStage"),
+    ("plans", "kind", "PlanKind"), ("plans", "source", "PlanSource"),
+    ("training_datasets", "slot", "AdapterSlot"), ("training_dataset_rows", "source", "DataSource"),
+])
+def test_every_status_enum_matches_its_check_clause(db: Database, table: str, column: str,
+                                                    enum_name: str) -> None:
+    import re
+
+    from appliance import status
+
+    sql = db.one("SELECT sql FROM sqlite_master WHERE name = ?", (table,))[0]
+    clause = re.search(rf"\b{column}\s+TEXT NOT NULL CHECK \({column} IN \(([^)]*)\)\)", sql, re.S)
+    assert clause, f"{table}.{column} has no CHECK list"
+    allowed = re.findall(r"'([^']+)'", clause.group(1))
+    assert allowed == status.values(getattr(status, enum_name))

@@ -12,7 +12,7 @@ import pytest
 
 from appliance.db.corpus import get_commits, get_eras, get_repo, register_repo
 from appliance.errors import ManifestError
-from appliance.manifest import (
+from appliance.packaging.manifest import (
     build_manifest,
     load_schema,
     manifest_records,

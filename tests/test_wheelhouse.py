@@ -18,7 +18,7 @@ from repo_builder import RepoBuilder
 
 from appliance.errors import ConfigError, Failed, LockError, MissingWheel
 from appliance.records import CommitRecord, EraRecord
-from appliance.wheelhouse import (
+from appliance.packaging.wheelhouse import (
     _add_built_hashes,
     _find_uv,
     _lock_failure,

@@ -13,6 +13,7 @@ hangs off ``repos.id`` / ``commits.id`` defined here.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -25,9 +26,38 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Migration:
+    """One schema step. ``sql`` is frozen history: a later change is a new migration.
+
+    ``rebuilds`` marks a migration that recreates tables (SQLite cannot alter a CHECK
+    clause): it runs with foreign keys off, as SQLite's documented 12-step procedure asks,
+    so dropping the old table does not cascade into its children, and the foreign keys are
+    checked before it commits. ``python`` runs after the SQL, in the same transaction, for
+    row conversions SQL cannot express.
+    """
+
     version: int
     name: str
     sql: str
+    rebuilds: bool = False
+    python: Callable[[sqlite3.Connection], None] | None = None
+
+
+def _patches_as_text(conn: sqlite3.Connection) -> None:
+    """Migration 5: the patch BLOBs copied into ``*_bytes`` become TEXT where they are UTF-8."""
+    rows = conn.execute("SELECT id, test_patch_bytes, gold_patch_bytes FROM tasks").fetchall()
+    for task_id, *blobs in rows:
+        values: list[object] = []
+        for blob in blobs:
+            raw = bytes(blob) if blob is not None else b""
+            try:
+                values += [raw.decode("utf-8"), None]
+            except UnicodeDecodeError:
+                values += [raw.decode("utf-8", "replace"), raw]
+        conn.execute(
+            "UPDATE tasks SET test_patch = ?, test_patch_bytes = ?, gold_patch = ?,"
+            " gold_patch_bytes = ? WHERE id = ?",
+            (*values, task_id),
+        )
 
 
 MIGRATIONS: list[Migration] = [
@@ -267,6 +297,161 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        5,
+        "oracle, infrastructure and training data: readable patches, grading_conflict, "
+        "infra_error, oracle_tamper, suspicious patches, training plans and datasets",
+        # tasks: patches become TEXT so datasette and sqlite-utils show them; a patch that is
+        # not valid UTF-8 (a latin-1 source file) keeps its exact bytes in *_bytes and its
+        # TEXT column holds a readable decoding (U+FFFD for the bad bytes). New statuses:
+        # grading_conflict (tasks), infra_error (runs), oracle_tamper (attempts). attempts
+        # gain the suspicious flag; runs and attempts record the sandbox isolation level.
+        # training_plans / training_datasets / training_dataset_rows: what `cra train-plan`
+        # and `cra curate-data` write; rows keep each example's task and content hash so an
+        # evaluation can prove its holdout never met the training data.
+        """
+        CREATE TABLE tasks_v5 (
+            id            INTEGER PRIMARY KEY,
+            repo_id       INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+            sha           TEXT NOT NULL,
+            parent_sha    TEXT,
+            status        TEXT NOT NULL CHECK (status IN ('valid', 'no_fail_to_pass', 'flaky',
+                              'timeout', 'patch_error', 'env_error', 'grading_conflict')),
+            reason        TEXT,
+            instruction   TEXT NOT NULL,
+            test_patch    TEXT NOT NULL,
+            gold_patch    TEXT NOT NULL,
+            test_patch_bytes BLOB,  -- exact bytes, only when the patch is not valid UTF-8
+            gold_patch_bytes BLOB,
+            test_files    TEXT NOT NULL,
+            fail_to_pass  TEXT NOT NULL,
+            pass_to_pass  TEXT NOT NULL,
+            flaky         TEXT NOT NULL,
+            outcomes      TEXT NOT NULL,
+            env_key       TEXT,
+            isolation     TEXT,
+            durations     TEXT NOT NULL,
+            log_path      TEXT,
+            supplemented  INTEGER NOT NULL DEFAULT 0,
+            created_at    TEXT NOT NULL,
+            UNIQUE (repo_id, sha)
+        );
+        INSERT INTO tasks_v5 (id, repo_id, sha, parent_sha, status, reason, instruction,
+            test_patch, gold_patch, test_patch_bytes, gold_patch_bytes, test_files, fail_to_pass,
+            pass_to_pass, flaky, outcomes, env_key, isolation, durations, log_path, supplemented,
+            created_at)
+        SELECT id, repo_id, sha, parent_sha, status, reason, instruction, '', '',
+            test_patch, gold_patch, test_files, fail_to_pass, pass_to_pass, flaky, outcomes,
+            env_key, isolation, durations, log_path, supplemented, created_at
+        FROM tasks;
+        DROP TABLE tasks;
+        ALTER TABLE tasks_v5 RENAME TO tasks;
+        CREATE INDEX tasks_repo_status ON tasks (repo_id, status);
+
+        CREATE TABLE runs_v5 (
+            id             INTEGER PRIMARY KEY,
+            repo_id        INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+            sha            TEXT NOT NULL,
+            provider       TEXT NOT NULL,
+            model          TEXT NOT NULL,
+            adapter        TEXT NOT NULL DEFAULT '',
+            temperature    REAL NOT NULL,
+            sample         INTEGER NOT NULL DEFAULT 0,
+            status         TEXT NOT NULL CHECK (status IN ('running', 'resolved', 'failed',
+                               'planned', 'error', 'infra_error')),
+            attempts       INTEGER NOT NULL DEFAULT 0,
+            steps_to_green INTEGER,
+            failure_kind   TEXT,
+            isolation      TEXT,
+            started_at     TEXT NOT NULL,
+            finished_at    TEXT,
+            summary        TEXT NOT NULL DEFAULT '{}',
+            UNIQUE (repo_id, sha, model, adapter, temperature, sample)
+        );
+        INSERT INTO runs_v5 (id, repo_id, sha, provider, model, adapter, temperature, sample,
+            status, attempts, steps_to_green, failure_kind, started_at, finished_at, summary)
+        SELECT id, repo_id, sha, provider, model, adapter, temperature, sample, status, attempts,
+            steps_to_green, failure_kind, started_at, finished_at, summary
+        FROM runs;
+        DROP TABLE runs;
+        ALTER TABLE runs_v5 RENAME TO runs;
+        CREATE INDEX runs_repo_status ON runs (repo_id, status);
+
+        CREATE TABLE attempts_v5 (
+            id            INTEGER PRIMARY KEY,
+            run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            attempt       INTEGER NOT NULL,
+            plan_id       INTEGER REFERENCES plans(id) ON DELETE SET NULL,
+            edits         TEXT NOT NULL DEFAULT '',
+            apply_status  TEXT NOT NULL CHECK (apply_status IN ('applied', 'apply_error',
+                              'no_edits', 'not_run', 'oracle_tamper')),
+            apply_error   TEXT,
+            validation    TEXT NOT NULL DEFAULT '{}',
+            test_output   TEXT NOT NULL DEFAULT '',
+            resolved      INTEGER NOT NULL DEFAULT 0,
+            suspicious    INTEGER NOT NULL DEFAULT 0,
+            suspicious_reason TEXT,
+            created_at    TEXT NOT NULL,
+            UNIQUE (run_id, attempt),
+            CHECK (NOT (resolved AND suspicious))
+        );
+        INSERT INTO attempts_v5 (id, run_id, attempt, plan_id, edits, apply_status, apply_error,
+            validation, test_output, resolved, created_at)
+        SELECT id, run_id, attempt, plan_id, edits, apply_status, apply_error, validation,
+            test_output, resolved, created_at
+        FROM attempts;
+        DROP TABLE attempts;
+        ALTER TABLE attempts_v5 RENAME TO attempts;
+
+        CREATE INDEX runs_repo_sha ON runs (repo_id, sha);
+        CREATE INDEX attempts_plan ON attempts (plan_id);
+        CREATE INDEX retrievals_created ON retrievals (created_at);
+
+        CREATE TABLE training_plans (
+            id            INTEGER PRIMARY KEY,
+            content_hash  TEXT NOT NULL UNIQUE,  -- sha256 of the artifact without timestamps
+            params        TEXT NOT NULL,         -- JSON {since, repo, ...}
+            plan          TEXT NOT NULL,         -- JSON artifact, checked against its schema
+            created_at    TEXT NOT NULL
+        );
+        CREATE TABLE training_datasets (
+            id            INTEGER PRIMARY KEY,
+            slot          TEXT NOT NULL CHECK (slot IN ('scope', 'precision', 'plan',
+                              'execute-code', 'task-analysis')),
+            kind          TEXT NOT NULL CHECK (kind IN ('sft', 'dpo')),
+            plan_id       INTEGER REFERENCES training_plans(id) ON DELETE SET NULL,
+            path          TEXT NOT NULL,     -- folder under CRA_HOME: train.jsonl, valid.jsonl, dataset.json
+            content_hash  TEXT NOT NULL,     -- sha256 over the JSONL files
+            cutoff_ts     INTEGER NOT NULL,  -- every row's commit was authored before this
+            rows_train    INTEGER NOT NULL,
+            rows_valid    INTEGER NOT NULL,
+            counts        TEXT NOT NULL,     -- JSON funnel: rows before and after each filter
+            source_mix    TEXT NOT NULL,     -- JSON {gold|teacher|self|imported: rows}
+            domain_mix    TEXT NOT NULL,     -- JSON {domain: rows}
+            params        TEXT NOT NULL,     -- JSON: replay share, caps, thresholds, tokenizer
+            notes         TEXT NOT NULL DEFAULT '[]',  -- JSON list (e.g. one domain only)
+            created_at    TEXT NOT NULL,
+            UNIQUE (slot, kind, content_hash)
+        );
+        CREATE TABLE training_dataset_rows (
+            dataset_id    INTEGER NOT NULL REFERENCES training_datasets(id) ON DELETE CASCADE,
+            split         TEXT NOT NULL CHECK (split IN ('train', 'valid')),
+            row_no        INTEGER NOT NULL,
+            triple_id     INTEGER,           -- NULL for imported rows
+            repo          TEXT,              -- repo package name (NULL for imported rows)
+            sha           TEXT,
+            author_ts     INTEGER,
+            source        TEXT NOT NULL CHECK (source IN ('gold', 'teacher', 'self', 'imported')),
+            content_hash  TEXT NOT NULL,
+            replay_of     INTEGER REFERENCES training_datasets(id) ON DELETE SET NULL,
+            PRIMARY KEY (dataset_id, split, row_no)
+        );
+        CREATE INDEX training_dataset_rows_task ON training_dataset_rows (repo, sha);
+        CREATE INDEX training_dataset_rows_hash ON training_dataset_rows (content_hash);
+        """,
+        rebuilds=True,
+        python=_patches_as_text,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1].version
@@ -295,28 +480,49 @@ def migrate(db: Database) -> list[int]:
     for m in MIGRATIONS:
         if m.version in applied:
             continue
-        with db.write() as c:
-            # executescript would COMMIT our transaction; run statements one by one instead.
-            for statement in _statements(m.sql):
-                c.execute(statement)
-            c.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                (m.version, m.name, _now()),
-            )
-            c.execute(f"PRAGMA user_version = {m.version}")
+        if m.rebuilds:  # must be set outside a transaction
+            conn.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with db.write() as c:
+                # executescript would COMMIT our transaction; run statements one by one instead.
+                for statement in _statements(m.sql):
+                    c.execute(statement)
+                if m.python is not None:
+                    m.python(c)
+                if m.rebuilds and c.execute("PRAGMA foreign_key_check").fetchone() is not None:
+                    raise BadInput(
+                        f"migration {m.version} ({m.name}) would break a foreign key",
+                        path=db.path, hint="report this as a cra bug; the database is unchanged",
+                    )
+                c.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (m.version, m.name, _now()),
+                )
+                c.execute(f"PRAGMA user_version = {m.version}")
+        finally:
+            if m.rebuilds:
+                conn.execute("PRAGMA foreign_keys=ON")
         done.append(m.version)
     return done
 
 
 def _statements(sql: str) -> list[str]:
+    """Split a script into statements at the semicolons SQLite itself sees as ends.
+
+    Lines are fed whole to ``sqlite3.complete_statement``, which knows comments and string
+    literals, so a ``--`` or ``;`` inside a quoted string never cuts a statement.
+    """
     parts: list[str] = []
     buf = ""
-    for line in sql.splitlines():
-        stripped = line.split("--", 1)[0]
-        buf += stripped + "\n"
-        if stripped.rstrip().endswith(";") and sqlite3.complete_statement(buf):
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
             parts.append(buf.strip())
             buf = ""
     if buf.strip():
         parts.append(buf.strip())
-    return parts
+    return [p for p in parts if not _only_comments(p)]
+
+
+def _only_comments(statement: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in statement.splitlines())

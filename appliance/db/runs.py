@@ -25,12 +25,12 @@ from typing import Any
 from appliance.db.core import Database
 from appliance.db.corpus import get_repo
 from appliance.errors import BadInput, NotFound
+from appliance.status import FINISHED_RUN_STATUSES, ApplyStatus, CallStatus, RunStatus, values
 
-RUN_STATUSES = ("running", "resolved", "failed", "error", "planned")
-FINISHED = ("resolved", "failed", "planned")
-CALL_STATUSES = ("ok", "timeout", "server_error", "connection_error", "bad_request",
-                 "bad_output", "error")
-APPLY_STATUSES = ("applied", "apply_error", "no_edits", "not_run")
+RUN_STATUSES = tuple(values(RunStatus))
+FINISHED = tuple(s.value for s in RunStatus if s in FINISHED_RUN_STATUSES)
+CALL_STATUSES = tuple(values(CallStatus))
+APPLY_STATUSES = tuple(values(ApplyStatus))
 TEST_OUTPUT_CAP = 64_000  # characters of test output kept per attempt (head and tail)
 RUN_VERSION = 1  # of the JSON shapes ``RunRecord.to_dict`` / ``RunTrace.to_dict`` print
 

@@ -18,9 +18,10 @@ from appliance.db.core import Database
 from appliance.db.corpus import _row_to_commit, get_repo
 from appliance.errors import BadInput, NotFound
 from appliance.records import CommitRecord
+from appliance.status import TaskStatus, values
 
 # The order in which statuses are reported.
-STATUSES = ("valid", "no_fail_to_pass", "flaky", "timeout", "patch_error", "env_error")
+STATUSES = tuple(values(TaskStatus))
 TASK_VERSION = 1  # of the JSON shape ``TaskRecord.to_dict`` prints
 
 
@@ -28,13 +29,21 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _blob(text: str) -> bytes:
-    # surrogateescape round-trips the bytes of a patch that is not UTF-8.
-    return text.encode("utf-8", "surrogateescape")
+def patch_columns(patch: str) -> tuple[str, bytes | None]:
+    """(readable text, exact bytes or None) for a patch held with surrogateescape.
+
+    A patch of a file that is not UTF-8 (a latin-1 source) carries its bytes as lone
+    surrogates; the TEXT column gets a readable decoding and ``*_bytes`` the exact bytes.
+    """
+    raw = patch.encode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "replace"), raw
 
 
-def _text(value: bytes | str) -> str:
-    return value if isinstance(value, str) else value.decode("utf-8", "surrogateescape")
+def patch_from_columns(text: str, raw: bytes | None) -> str:
+    return raw.decode("utf-8", "surrogateescape") if raw is not None else text
 
 
 @dataclass
@@ -93,14 +102,15 @@ def save_task(db: Database, task: TaskRecord, *, replace: bool = False) -> int:
     repo = get_repo(db, task.repo)
     created = task.created_at or _now()
     values = (
-        task.parent, task.status, task.reason, task.instruction, _blob(task.test_patch),
-        _blob(task.gold_patch), json.dumps(task.test_files), json.dumps(task.fail_to_pass),
+        task.parent, task.status, task.reason, task.instruction, *patch_columns(task.test_patch),
+        *patch_columns(task.gold_patch), json.dumps(task.test_files), json.dumps(task.fail_to_pass),
         json.dumps(task.pass_to_pass), json.dumps(task.flaky), json.dumps(task.outcomes),
         task.env_key, task.isolation, json.dumps(task.durations), task.log_path,
         int(task.supplemented), created,
     )
     columns = (
-        "parent_sha, status, reason, instruction, test_patch, gold_patch, test_files,"
+        "parent_sha, status, reason, instruction, test_patch, test_patch_bytes, gold_patch,"
+        " gold_patch_bytes, test_files,"
         " fail_to_pass, pass_to_pass, flaky, outcomes, env_key, isolation, durations, log_path,"
         " supplemented, created_at"
     )
@@ -114,7 +124,7 @@ def save_task(db: Database, task: TaskRecord, *, replace: bool = False) -> int:
         if row is not None:
             c.execute("DELETE FROM tasks WHERE id = ?", (row[0],))
         cur = c.execute(
-            f"INSERT INTO tasks (repo_id, sha, {columns}) VALUES ({', '.join('?' * 19)})",
+            f"INSERT INTO tasks (repo_id, sha, {columns}) VALUES ({', '.join('?' * (len(values) + 2))})",
             (repo.id, task.sha, *values),
         )
     task.id = int(cur.lastrowid or 0)
@@ -125,8 +135,8 @@ def save_task(db: Database, task: TaskRecord, *, replace: bool = False) -> int:
 def _row_to_task(name: str, row: sqlite3.Row) -> TaskRecord:
     return TaskRecord(
         id=row["id"], repo=name, sha=row["sha"], parent=row["parent_sha"], status=row["status"],
-        reason=row["reason"], instruction=row["instruction"], test_patch=_text(row["test_patch"]),
-        gold_patch=_text(row["gold_patch"]), test_files=json.loads(row["test_files"]),
+        reason=row["reason"], instruction=row["instruction"], test_patch=patch_from_columns(row["test_patch"], row["test_patch_bytes"]),
+        gold_patch=patch_from_columns(row["gold_patch"], row["gold_patch_bytes"]), test_files=json.loads(row["test_files"]),
         fail_to_pass=json.loads(row["fail_to_pass"]), pass_to_pass=json.loads(row["pass_to_pass"]),
         flaky=json.loads(row["flaky"]), outcomes=json.loads(row["outcomes"]),
         env_key=row["env_key"], isolation=row["isolation"], durations=json.loads(row["durations"]),

@@ -21,10 +21,11 @@ from typing import Any
 from appliance.db.core import Database
 from appliance.db.corpus import get_repo
 from appliance.errors import BadInput, NotFound
+from appliance.status import TripleKind, TripleOrigin, TripleStage, values
 
-TRIPLE_KINDS = ("sft", "dpo")
-TRIPLE_STAGES = ("scope", "precision", "execute", "plan")
-ORIGINS = ("gold", "run")
+TRIPLE_KINDS = tuple(values(TripleKind))
+TRIPLE_STAGES = tuple(values(TripleStage))
+ORIGINS = tuple(values(TripleOrigin))
 
 Messages = list[dict[str, str]]
 

@@ -2,8 +2,8 @@
 
 The steps, each in its own module: clone (here), mine and filter commits
 (``harness.mining``), group kept commits into dependency eras (``harness.deps``), lock and
-download each era's wheels and prove them installable offline (``appliance.wheelhouse``),
-write the manifest (``appliance.manifest``) and register it all in the DB in one
+download each era's wheels and prove them installable offline (``appliance.packaging.wheelhouse``),
+write the manifest (``appliance.packaging.manifest``) and register it all in the DB in one
 transaction. The clone is made in a staging folder and moved into place only when it is
 whole, so a failed add never leaves a half-cloned ``corpus/<name>/repo``.
 """
@@ -102,8 +102,8 @@ def add_repo(
     progress: Progress | None = None,
 ) -> AddResult:
     """Package one repository: clone, mine, lock every era, fill the wheelhouse, register."""
-    from appliance.manifest import build_manifest, write_manifest
-    from appliance.wheelhouse import fill_wheelhouse, lock_era, verify_wheelhouse, wheel_inventory
+    from appliance.packaging.manifest import build_manifest, write_manifest
+    from appliance.packaging.wheelhouse import fill_wheelhouse, lock_era, verify_wheelhouse, wheel_inventory
     from harness.deps import assign_eras
     from harness.mining import mine_repo
 

@@ -72,7 +72,7 @@ def default_catalog_path() -> Path:
     home = Path(os.environ.get("CRA_HOME") or os.getcwd()) / "corpus" / CATALOG_NAME
     if home.is_file():
         return home
-    return Path(__file__).resolve().parent.parent / "corpus" / CATALOG_NAME
+    return Path(__file__).resolve().parents[2] / "corpus" / CATALOG_NAME
 
 
 def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:

@@ -37,7 +37,7 @@ from appliance.db.core import Database
 from appliance.db.corpus import get_repo, register_repo
 from appliance.errors import BadInput, BundleError, Failed, GitError, NotFound
 from appliance.hashing import sha256_file
-from appliance.manifest import manifest_records, read_manifest
+from appliance.packaging.manifest import manifest_records, read_manifest
 from appliance.pipenv import clean_pip_env
 from harness.git import git, git_bytes, head_sha
 

@@ -1,0 +1,26 @@
+"""``cra demo``: the main job end to end, with no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from appliance.cli.base import App, cli, console, progress_bar
+from appliance.cli.corpus import print_funnel
+
+
+@cli.command()
+@click.option("--wheels", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Local wheel folder for the sample's dependencies (default: .cache/wheels, filled by scripts/bootstrap.sh).")
+@click.pass_context
+def demo(ctx: click.Context, wheels: Path | None) -> None:
+    """The main job, end to end with no network: package the bundled sample repo, export it
+    as a USB bundle, import it into a fresh air-gapped home and print its funnel."""
+    from appliance.demo import run_demo
+
+    app: App = ctx.obj
+    with progress_bar() as tick:
+        result = run_demo(app.home, wheels=wheels, progress=tick)
+    console.print(f"connected home: {result.connected_home}\nUSB folder:     {result.usb}\nair-gapped home: {result.airgapped_home}")
+    print_funnel(result.funnel)

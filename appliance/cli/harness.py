@@ -1,0 +1,214 @@
+"""``cra harness ...``: validated tasks, agent runs and plan scores."""
+
+from __future__ import annotations
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from appliance.cli.base import App, cli, console, emit_json, err_console, pass_app, progress_bar
+
+
+@cli.group()
+def harness() -> None:
+    """Tasks from commits (validate), agent runs, and plan scoring."""
+
+
+@harness.command("validate")
+@click.argument("name")
+@click.option("--commit", "shas", multiple=True, metavar="SHA", help="Only this kept commit (repeatable; a prefix works).")
+@click.option("--limit", type=click.IntRange(min=1), help="Validate at most N commits this run.")
+@click.option("--since", metavar="DATE", help="Only commits authored on or after DATE (YYYY-MM-DD).")
+@click.option("--workers", type=click.IntRange(min=1), help="Parallel checkouts (default: the number of cores).")
+@click.option("--force", is_flag=True, help="Validate again commits that already have a task.")
+@click.option("--supplement", is_flag=True,
+              help="For commits that end no_fail_to_pass, ask the model for tests; keep only tests "
+                   "that fail at the parent and pass at the commit.")
+@click.option("--model", metavar="PATH", help="With --supplement: a GGUF model (or a served name with --endpoint).")
+@click.option("--endpoint", metavar="URL", help="With --supplement: an OpenAI-compatible server.")
+@click.option("--json", "as_json", is_flag=True, help="Print the per-status counts as JSON.")
+@pass_app
+def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | None, since: str | None,
+                     workers: int | None, force: bool, supplement: bool, model: str | None,
+                     endpoint: str | None, as_json: bool) -> None:
+    """Turn NAME's kept commits into validated tasks (FAIL_TO_PASS / PASS_TO_PASS), offline.
+
+    Each commit runs its own test files in the sandbox at the parent with the commit's test
+    changes, then with the whole commit (twice, to catch flaky tests). Resumable: a rerun
+    continues where a crash or Ctrl-C stopped."""
+    from harness.validation import validate_repo
+
+    generator = None
+    if supplement:
+        from appliance.llm.client import LLMClient
+        from harness.testgen import ModelTestGenerator
+
+        cfg = app.settings.llm.with_flags(model=model, endpoint=endpoint)
+        if not cfg.configured:
+            raise click.UsageError("--supplement needs a model: --model PATH, --endpoint URL or [llm] in cra.toml")
+        generator = ModelTestGenerator(LLMClient.from_config(cfg, log=app.db))
+    with progress_bar() as tick:
+        counts = validate_repo(app.home, app.db, name, shas=list(shas) or None, limit=limit, since=since,
+                               workers=workers, force=force, generator=generator,
+                               progress=lambda done, total, task: tick("validate", done, total))
+    if as_json:
+        emit_json(counts)
+        return
+    table = Table("status", "commits", title=f"{name}: this run")
+    for status, n in counts.items():
+        if n:
+            table.add_row(status, str(n))
+    console.print(table if any(counts.values()) else "nothing to validate: every kept commit has a task (use --force to redo)")
+
+
+@harness.command("tasks")
+@click.argument("name")
+@click.option("--commit", "sha", metavar="SHA", help="Show this task whole (both patches and test lists).")
+@click.option("--status", help="Only tasks with this status (valid, no_fail_to_pass, env_error, ...).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def harness_tasks(app: App, name: str, sha: str | None, status: str | None, as_json: bool) -> None:
+    """List NAME's tasks, or show one whole with --commit."""
+    from dataclasses import asdict
+
+    from appliance.db.tasks import get_task, list_tasks, task_counts
+
+    if sha:
+        task = get_task(app.db, name, sha)
+        if as_json:
+            emit_json(asdict(task))
+            return
+        console.print(f"[bold]{task.sha}[/] {task.status}  {escape(task.instruction.splitlines()[0] if task.instruction else '')}")
+        console.print(f"FAIL_TO_PASS ({len(task.fail_to_pass)}): " + ", ".join(task.fail_to_pass))
+        console.print(f"PASS_TO_PASS ({len(task.pass_to_pass)}): " + ", ".join(task.pass_to_pass))
+        if task.reason:
+            console.print(f"reason: {escape(task.reason)}")
+        console.print("[bold]test_patch[/]\n" + escape(task.test_patch) + "\n[bold]gold_patch[/]\n" + escape(task.gold_patch))
+        return
+    tasks = list_tasks(app.db, name, status=status)
+    if as_json:
+        emit_json([{k: v for k, v in asdict(t).items() if k not in {"test_patch", "gold_patch", "outcomes"}} for t in tasks])
+        return
+    counts = task_counts(app.db, name)
+    table = Table("commit", "status", "F2P", "P2P", "instruction",
+                  title=f"{name}: " + ", ".join(f"{k} {v}" for k, v in counts.items() if v))
+    for t in tasks:
+        table.add_row(t.sha[:10], t.status, str(len(t.fail_to_pass)), str(len(t.pass_to_pass)),
+                      escape((t.instruction.splitlines() or [""])[0][:70]))
+    console.print(table if tasks else f"no tasks yet: run 'cra harness validate {name}'")
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"{text!r}: give numbers separated by commas, e.g. 0.2,0.8") from exc
+
+
+@harness.command("run")
+@click.argument("name")
+@click.option("--model", metavar="PATH", help="A GGUF model file for the in-process llama_cpp provider "
+              "(with --endpoint: the model name the server serves).")
+@click.option("--endpoint", metavar="URL", help="An OpenAI-compatible server (vLLM, llama-server), e.g. http://127.0.0.1:8000/v1.")
+@click.option("--adapter", metavar="SLOT", help="LoRA adapter: a GGUF path for llama_cpp, a served name for openai_compat.")
+@click.option("--temperatures", default="0.2", show_default=True, help="Comma-separated sampling temperatures; one run per task and temperature.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True, help="Runs per task and temperature.")
+@click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Attempts per run (the first plus repairs).")
+@click.option("--limit", type=click.IntRange(min=1), help="At most N tasks.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Runs at once, each in its own process and worktree slot: for a server that batches "
+              "requests (vLLM, llama-server -np K). The in-process llama_cpp provider takes 1.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_app
+def harness_run(app: App, name: str, model: str | None, endpoint: str | None, adapter: str | None,
+                temperatures: str, samples: int, max_attempts: int, limit: int | None, workers: int,
+                as_json: bool) -> None:
+    """Run the agent (index, retrieve, plan, execute, validate, repair) on NAME's valid tasks.
+
+    Every LLM call, retrieval, plan (with its alignment score) and attempt is stored.
+    With no model configured (no --model/--endpoint, no [llm] in cra.toml) it runs the
+    retrieval planner only. Resumable: finished runs are skipped."""
+    from appliance.llm.client import LLMClient
+    from harness.pipeline import run_repo
+
+    cfg = app.settings.llm.with_flags(model=model, endpoint=endpoint)
+    client = LLMClient.from_config(cfg, log=app.db) if cfg.configured else None
+    if client is None and not as_json:
+        err_console.print("no model configured: retrieval planner only, no execute stage")
+    try:
+        with progress_bar() as tick:
+            summary = run_repo(app.home, app.db, name, client=client, temperatures=_floats(temperatures),
+                               samples=samples, max_attempts=max_attempts, limit=limit, adapter=adapter,
+                               workers=workers, progress=lambda done, total, run: tick("run", done, total))
+    finally:
+        if client is not None:
+            client.close()
+    if as_json:
+        emit_json(summary)
+        return
+    table = Table("", "", title=f"{name}: {summary.get('mode')} runs")
+    for key in ("tasks", "ran", "skipped", "runs", "by_status", "resolved_rate", "mean_attempts",
+                "mean_steps_to_green", "mean_plan_score", "failure_kinds"):
+        if key in summary:
+            table.add_row(key, escape(str(summary[key])))
+    console.print(table)
+
+
+@harness.command("runs")
+@click.argument("name")
+@click.option("--status", help="Only runs with this status (resolved, failed, planned, error, running).")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def harness_runs(app: App, name: str, status: str | None, as_json: bool) -> None:
+    """List NAME's agent runs: model, adapter, temperature, status, attempts and failure kind."""
+    from appliance.db.runs import list_runs
+
+    runs = list_runs(app.db, name, status=status)
+    if as_json:
+        emit_json([r.to_dict() for r in runs])
+        return
+    table = Table("run", "commit", "model", "adapter", "temp", "sample", "status", "attempts", "failure")
+    for r in runs:
+        table.add_row(str(r.id), r.sha[:10], escape(r.model), escape(r.adapter), f"{r.temperature:g}", str(r.sample),
+                      r.status, str(r.attempts), r.failure_kind or "")
+    console.print(table if runs else f"no runs yet: run 'cra harness run {name}'")
+
+
+@harness.command("show")
+@click.argument("run_id", metavar="RUN", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
+@pass_app
+def harness_show(app: App, run_id: int, as_json: bool) -> None:
+    """Print a run's full trace: retrieval, plan, edits and test output per attempt."""
+    from appliance.db.runs import get_run_trace
+    from harness.pipeline import trace_text
+
+    trace = get_run_trace(app.db, run_id)
+    if as_json:
+        emit_json(trace.to_dict())
+        return
+    click.echo(trace_text(trace))
+
+
+@harness.command("score")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@pass_app
+def harness_score(app: App, name: str | None, as_json: bool) -> None:
+    """Recompute the plan-diff alignment score of every stored plan (of NAME, or of all repos)."""
+    from harness.triples import score_stored_plans
+
+    data = score_stored_plans(app.db, app.home, name)
+    if as_json:
+        emit_json(data)
+        return
+    table = Table("plan", "commit", "source", "attempt", "score", "file F1", "symbol F1", "order",
+                  title=f"plan alignment: {data['scored']} scored, mean {data['mean_score']}")
+    for r in data["rows"]:
+        table.add_row(str(r["id"]), r["sha"][:10], r["source"], str(r["attempt"]), f"{r['score']:.3f}",
+                      f"{r['file_f1']:.3f}", f"{r['symbol_f1']:.3f}", f"{r['order']:.3f}")
+    console.print(table if data["rows"] else "no plans stored yet: run 'cra triples build NAME' first")
+    for e in data["errors"]:
+        err_console.print(f"[yellow]plan {e['id']} ({e['sha'][:10]}) not scored:[/] {escape(e['error'])}")
+
+

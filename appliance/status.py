@@ -1,0 +1,137 @@
+"""Every status and kind cra stores, as ``StrEnum``s: one list each, used by the records'
+checks, the CLI's ``click.Choice``s and the migrations' CHECK clauses.
+
+A member compares equal to its string (``TaskStatus.VALID == "valid"``), so rows read back
+from SQLite need no conversion. The declaration order is the order listings report them in.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class TaskStatus(StrEnum):
+    """What gold-patch validation made of one kept commit (``tasks.status``)."""
+
+    VALID = "valid"
+    NO_FAIL_TO_PASS = "no_fail_to_pass"
+    FLAKY = "flaky"
+    TIMEOUT = "timeout"
+    PATCH_ERROR = "patch_error"
+    ENV_ERROR = "env_error"
+    # The streamed per-test outcomes, the JUnit file, the exit status and the closing counts
+    # disagree: never valid, never trained on (issue 9).
+    GRADING_CONFLICT = "grading_conflict"
+
+
+class RunStatus(StrEnum):
+    """How one agent run ended (``runs.status``)."""
+
+    RUNNING = "running"
+    RESOLVED = "resolved"
+    FAILED = "failed"
+    PLANNED = "planned"
+    ERROR = "error"
+    # The model server, the network to it or the environment failed, not the model: never
+    # counted in a resolved rate, never a rejected DPO answer, retried by the next run.
+    INFRA_ERROR = "infra_error"
+
+
+FINISHED_RUN_STATUSES = frozenset({RunStatus.RESOLVED, RunStatus.FAILED, RunStatus.PLANNED})
+"""Run statuses a rerun skips: ``error`` and ``infra_error`` runs are tried again."""
+
+
+class CallStatus(StrEnum):
+    """How one LLM request try ended (``llm_calls.status``)."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    SERVER_ERROR = "server_error"
+    CONNECTION_ERROR = "connection_error"
+    BAD_REQUEST = "bad_request"
+    BAD_OUTPUT = "bad_output"
+    ERROR = "error"
+
+
+class ApplyStatus(StrEnum):
+    """What became of one attempt's edits (``attempts.apply_status``)."""
+
+    APPLIED = "applied"
+    APPLY_ERROR = "apply_error"
+    NO_EDITS = "no_edits"
+    NOT_RUN = "not_run"
+    # The edits touch the oracle (the task's tests, conftest.py, test configuration,
+    # interpreter start-up files, plugin registration): refused, never applied (issue 9).
+    ORACLE_TAMPER = "oracle_tamper"
+
+
+class EraStatus(StrEnum):
+    PENDING = "pending"
+    LOCKED = "locked"
+    UNRESOLVABLE = "unresolvable"
+
+
+class CommitStatus(StrEnum):
+    KEPT = "kept"
+    REJECTED = "rejected"
+
+
+class TripleKind(StrEnum):
+    SFT = "sft"
+    DPO = "dpo"
+
+
+class TripleStage(StrEnum):
+    SCOPE = "scope"
+    PRECISION = "precision"
+    EXECUTE = "execute"
+    PLAN = "plan"
+
+
+class TripleOrigin(StrEnum):
+    GOLD = "gold"
+    RUN = "run"
+
+
+class PlanKind(StrEnum):
+    STEP = "step"
+    META = "meta"
+    TEST = "test"
+
+
+class PlanSource(StrEnum):
+    GOLD = "gold"
+    RETRIEVAL = "retrieval"
+    MODEL = "model"
+
+
+class DataSource(StrEnum):
+    """Where a training row's signal came from (DESIGN.md: every row carries its source).
+
+    Seed 004 §6: a model under 6B parameters cannot bootstrap from ``self`` rows alone.
+    """
+
+    GOLD = "gold"          # the real commit (the commit is the teacher)
+    TEACHER = "teacher"    # a larger model's runs, before the air gap
+    SELF = "self"          # the local model's own resolved runs
+    IMPORTED = "imported"  # an external dataset brought by USB (CommitPackFT, ...)
+
+
+class AdapterSlot(StrEnum):
+    """The LoRA adapter slots of seed 004 §3 Stream B; one recipe each in ``adapters/``."""
+
+    SCOPE = "scope"
+    PRECISION = "precision"
+    PLAN = "plan"
+    EXECUTE_CODE = "execute-code"
+    TASK_ANALYSIS = "task-analysis"
+
+
+def values(enum: type[StrEnum]) -> list[str]:
+    """The members' strings in declaration order, e.g. for a ``click.Choice``."""
+    return [m.value for m in enum]
+
+
+def sql_in(enum: type[StrEnum]) -> str:
+    """``'a', 'b', ...`` for a CHECK (col IN (...)) clause of a migration."""
+    return ", ".join(f"'{m.value}'" for m in enum)
