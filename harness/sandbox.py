@@ -11,19 +11,35 @@ Three isolation levels, best first (:func:`isolation_level` probes once and cach
 
 ``bwrap``
     bubblewrap with every namespace unshared (network, pid, ipc, uts, user, cgroup), all
-    capabilities dropped, nested user namespaces disabled, a read-only bind of ``/``, a
-    fresh ``/dev`` and ``/proc``, empty tmpfs over ``/tmp`` and ``/run`` (host temp files and
-    unix sockets are out of reach), then the ``writable`` paths bound read-write, the
-    ``readonly`` paths bound read-only on top (outer paths first, so a read-only ``.git``
-    inside a writable worktree wins) and the per-run scratch folder bound read-write.
-    ``--cap-drop ALL`` matters: run by root, bwrap otherwise keeps full capabilities in its
-    user namespace and ``mount -o remount,rw /`` would unlock the host's root.
+    capabilities dropped, nested user namespaces disabled, and a root that holds only what
+    the run needs (:func:`bind_plan`): the system folders executables and shared libraries
+    come from (``/usr``, ``/lib*``, ``/bin``, ``/sbin``, symlinks kept as symlinks), a few
+    files of ``/etc`` (the loader cache, alternatives, time zone, name service; ``passwd``
+    and ``group`` are made up per run), the installation of every Python interpreter the
+    run uses (worked out from the interpreter itself, see :func:`python_binds`), the
+    command's own install prefix when it lives elsewhere, a fresh ``/dev``, a private
+    ``/proc`` (only the sandbox's own processes), empty tmpfs over ``/tmp`` and ``/run``;
+    then the ``writable`` paths bound read-write, the ``readonly`` paths bound read-only on
+    top (outer paths first, so a read-only ``.git`` inside a writable worktree wins) and
+    the per-run scratch folder (HOME, TMPDIR) bound read-write. Nothing else exists inside:
+    no home folder, no ``/root``, no ``/etc/shadow``, no ``CRA_HOME`` beyond the paths a
+    caller names (so no database, logs, models or other worktree slots). ``--cap-drop ALL``
+    matters: run by root, bwrap otherwise keeps full capabilities in its user namespace.
 ``unshare``
     ``unshare`` with new network, pid, mount (private ``/proc``), ipc and uts namespaces
     (``--map-root-user`` when not root), a tiny init shim as pid 1 so the command keeps
-    ordinary signal semantics, plus rlimits. No filesystem isolation.
+    ordinary signal semantics, plus rlimits. No filesystem isolation: the host is readable.
 ``rlimits``
     rlimits alone: no network or filesystem isolation; ``cra doctor`` warns.
+
+Below ``bwrap`` the host cannot be hidden, so model-written code refuses to run there
+unless the user allows it (:func:`require_full_isolation`, ``--allow-weak-sandbox``).
+
+A run may also get a *channel* (``channel_env``): a pipe whose write end the child
+inherits, its number in the named environment variable; what the child writes there
+comes back in ``SandboxResult.channel``. cra's pytest plugin reports each test phase
+through it as it happens (``harness.testrun``), out of reach of a file the code under
+test could find and rewrite afterwards.
 
 At every level: rlimits via ``preexec_fn`` (address space, CPU, processes, file size, open
 files, core dumps off), stdin from ``/dev/null``, a new session, output read through a
@@ -69,6 +85,7 @@ import ctypes.util
 import errno
 import functools
 import os
+import re
 import resource
 import selectors
 import shutil
@@ -93,8 +110,27 @@ _DRAIN_GRACE_S = 1.0
 # Upper bound on how late we notice "main process exited, pipes still open".
 _POLL_S = 0.1
 _CHUNK = 65536
+CHANNEL_BYTES = 64 << 20  # a channel carries one short line per test phase
 
 _PR_SET_PDEATHSIG = 1
+
+# Where executables, the dynamic loader and shared libraries come from (FHS). A merged-/usr
+# system has /bin, /lib* as symlinks into /usr: they are recreated as symlinks.
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# What of /etc the loader, Python and git read: the library cache, Debian's alternatives
+# (many /usr/bin programs are links into it), time zone, name service and protocol tables,
+# Debian Python's own sitecustomize, the CA bundle. passwd and group are made up per run;
+# nothing else (shadow, ssh keys, ssl/private, ...) exists inside.
+ETC_ENTRIES = (
+    "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "timezone",
+    "nsswitch.conf", "host.conf", "hosts", "gai.conf", "protocols", "services", "mime.types",
+    "ssl/certs", "ssl/openssl.cnf", "ca-certificates", "ca-certificates.conf",
+)
+ETC_GLOBS = ("python3*",)
+# A .pth file names extra import folders; it may have been written by code that ran in the
+# sandbox (an editable install's build), so only folders that are package folders are
+# believed: a .pth naming "/root" binds nothing.
+_PTH_DIR_NAMES = frozenset({"site-packages", "dist-packages"})
 
 
 class SandboxError(Failed):
@@ -154,6 +190,8 @@ class SandboxResult:
     output_truncated: bool
     isolation: str
     reason: str | None
+    channel: bytes = b""  # what the child wrote to its channel (``channel_env``)
+    channel_truncated: bool = False
 
     @property
     def ok(self) -> bool:
@@ -341,6 +379,190 @@ def sandbox_info() -> SandboxInfo:
     return SandboxInfo(level, available_levels(), limit, tuple(warnings))
 
 
+def require_full_isolation(level: str | None, *, allow_weak: bool, what: str) -> str:
+    """The level ``what`` (model-written code) will run at; raises unless it hides the host.
+
+    Below ``bwrap`` the sandboxed code can read the host's files (home folders, CRA_HOME,
+    ``/etc/shadow``) and print them into logs and training data. Raises
+    :class:`WeakSandbox` unless ``allow_weak`` (``--allow-weak-sandbox``); the caller then
+    records the returned level with everything the run stores.
+    """
+    chosen = level or isolation_level()
+    if chosen != "bwrap" and not allow_weak:
+        raise WeakSandbox(
+            f"{what} would run at sandbox level {chosen!r}, which cannot hide the host's files",
+            hint="install bubblewrap (Debian: bubblewrap) and allow user namespaces, or pass "
+                 "--allow-weak-sandbox to accept it; every record made so says so",
+        )
+    return chosen
+
+
+# --------------------------------------------------------------------------- bind list
+
+
+def _venv_root(python: Path) -> Path | None:
+    root = python.absolute().parent.parent
+    return root if (root / "pyvenv.cfg").is_file() else None
+
+
+def _venv_home(venv: Path) -> Path | None:
+    """The base interpreter's prefix of a virtualenv, from its ``pyvenv.cfg`` ``home``."""
+    try:
+        text = (venv / "pyvenv.cfg").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() == "home" and value.strip():
+            return Path(value.strip()).parent  # home names the bin/ folder
+    return None
+
+
+def _site_dirs(root: Path) -> list[Path]:
+    return sorted(
+        [*root.glob("lib/python*/site-packages"), *root.glob("lib64/python*/site-packages"),
+         *root.glob("lib/python*/dist-packages"), *root.glob("Lib/site-packages")]
+    )
+
+
+_ADDSITEDIR = re.compile(r"""addsitedir\(\s*(?:r?)(['"])(.+?)\1""")
+
+
+def _pth_dirs(site_dir: Path, seen: set[Path]) -> list[Path]:
+    """Folders the ``.pth`` files of ``site_dir`` add to ``sys.path``, read, never run:
+    path lines, and the folder of an ``import site; site.addsitedir('...')`` line (cra's
+    overlays chain to their base environment that way), whose own ``.pth`` files count too."""
+    if site_dir in seen:
+        return []
+    seen.add(site_dir)
+    found: list[Path] = []
+    for pth in sorted(site_dir.glob("*.pth")):
+        try:
+            lines = pth.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if line.startswith(("import ", "import\t")):
+                for _, target in _ADDSITEDIR.findall(line):
+                    extra = Path(target)
+                    if extra.is_absolute() and extra.is_dir():
+                        found.append(extra)
+                        found += _pth_dirs(extra.resolve(), seen)
+                continue
+            extra = site_dir / line
+            if extra.is_dir():
+                found.append(extra)
+    return found
+
+
+def python_binds(python: Path) -> list[Path]:
+    """Folders the interpreter ``python`` needs, worked out from its files, never by running it.
+
+    Its virtualenv (``pyvenv.cfg`` beside ``bin/``), the base installation (``pyvenv.cfg``'s
+    ``home``, and the prefix its resolved executable sits in: ``PREFIX/bin/pythonX.Y``,
+    which holds the standard library and ``libpython``), and the package folders the
+    ``.pth`` files of their ``site-packages`` add. Running the interpreter to ask it would
+    execute a ``.pth`` an earlier sandboxed build may have planted, outside the sandbox;
+    hence the reading. Only folders named site-packages or dist-packages are taken from
+    ``.pth`` files (see ``_PTH_DIR_NAMES``). Paths that do not exist are left out.
+    """
+    roots: list[Path] = []
+    venv = _venv_root(python)
+    if venv is not None:
+        roots.append(venv)
+        home = _venv_home(venv)
+        if home is not None:
+            roots.append(home)
+    try:
+        real = python.resolve()
+    except OSError:
+        real = python.absolute()
+    roots.append(real.parent.parent)
+    roots = [r.resolve() for r in roots if r.is_dir()]
+    binds = list(dict.fromkeys(roots))
+    seen: set[Path] = set()
+    for root in roots:
+        for site_dir in _site_dirs(root):
+            for extra in _pth_dirs(site_dir.resolve(), seen):
+                extra = extra.resolve()
+                if extra.name in _PTH_DIR_NAMES or any(_is_under(extra, r) for r in roots):
+                    binds.append(extra)
+    return [b for b in dict.fromkeys(binds) if b != Path("/") and b.is_dir()]
+
+
+def _looks_like_python(exe: Path) -> bool:
+    return any(re.fullmatch(r"python[\d.]*", p.name) for p in {exe, exe.resolve()})
+
+
+@dataclass(frozen=True)
+class BindPlan:
+    """What exists inside a ``bwrap`` sandbox, besides ``/dev``, ``/proc``, ``/tmp``, ``/run``.
+
+    ``symlinks``: (target, path) recreated as links (``/bin -> usr/bin``); ``system``:
+    system folders and ``/etc`` entries bound read-only; ``readonly`` / ``writable``: the
+    run's own paths (interpreters, the command's prefix, the caller's lists).
+    """
+
+    symlinks: tuple[tuple[str, Path], ...]
+    system: tuple[Path, ...]
+    readonly: tuple[Path, ...]
+    writable: tuple[Path, ...]
+
+    def visible(self) -> list[Path]:
+        return [*self.system, *self.readonly, *self.writable,
+                *(link for _, link in self.symlinks)]
+
+
+def _system_binds() -> tuple[tuple[tuple[str, Path], ...], tuple[Path, ...]]:
+    links: list[tuple[str, Path]] = []
+    dirs: list[Path] = []
+    etc = Path("/etc")
+    candidates = [Path(d) for d in SYSTEM_DIRS] + [etc / e for e in ETC_ENTRIES]
+    for pattern in ETC_GLOBS:
+        candidates += sorted(etc.glob(pattern))
+    for path in candidates:
+        if path.is_symlink():
+            links.append((os.readlink(path), path))
+        elif path.exists():
+            dirs.append(path)
+    return tuple(links), tuple(dirs)
+
+
+def bind_plan(
+    writable: Sequence[Path] = (), readonly: Sequence[Path] = (), *,
+    pythons: Sequence[Path] = (), command: Path | None = None,
+) -> BindPlan:
+    """The bind list of a ``bwrap`` run, worked out from this machine and the run's needs.
+
+    ``pythons``: interpreters the run starts (their installations, :func:`python_binds`);
+    ``command``: the executable itself, whose install prefix (``PREFIX/bin/tool``) is bound
+    read-only when no other bind shows it (a uv inside a venv, say). ``cra doctor`` prints
+    the plan for cra's own interpreter.
+    """
+    links, system = _system_binds()
+    extra: list[Path] = []
+    for python in pythons:
+        extra += python_binds(Path(python))
+    plan_ro = [Path(p) for p in readonly] + extra
+    if command is not None:
+        seen = [*system, *plan_ro, *writable, *(Path(l) for _, l in links)]
+        for path in {command.absolute(), command.resolve()}:
+            if not any(_is_under(path, v) for v in seen):
+                plan_ro.append(path.parent.parent if path.parent.name == "bin" else path.parent)
+    return BindPlan(links, system, tuple(_keep_order(plan_ro)), tuple(_keep_order(writable)))
+
+
+def _keep_order(paths: Iterable[Path]) -> list[Path]:
+    return list(dict.fromkeys(Path(p) for p in paths))
+
+
+class WeakSandbox(ConfigError):
+    """Model-written code would run where the sandbox cannot hide the host."""
+
+
 # --------------------------------------------------------------------------- cgroup
 
 
@@ -526,20 +748,15 @@ def _is_under(path: Path, root: Path) -> bool:
     return path == root or root in path.parents
 
 
-def _masked(path: Path) -> bool:
-    return any(_is_under(path, masked) for masked in (Path("/tmp"), Path("/run")))
-
-
 def _check_visible(what: str, path: Path, binds: Sequence[Path]) -> None:
-    """Under bwrap the host /tmp and /run are empty tmpfs; fail early, with the fix."""
+    """Under bwrap only the bind list exists; fail early, with the fix."""
     for candidate in {path, path.resolve()}:
-        for masked in (Path("/tmp"), Path("/run")):
-            if _is_under(candidate, masked) and not any(_is_under(candidate, b) for b in binds):
-                raise SandboxError(
-                    f"{what} {candidate} is not visible inside the sandbox: host {masked} is "
-                    "replaced by an empty tmpfs",
-                    hint="pass its folder in writable= or readonly=",
-                )
+        if not any(_is_under(candidate, b) for b in binds):
+            raise SandboxError(
+                f"{what} {candidate} is not visible inside the sandbox: only the bind list "
+                "(system folders, interpreters, the run's paths) exists there",
+                hint="pass its folder in writable= or readonly=",
+            )
 
 
 def _existing(paths: Iterable[Path | str], what: str) -> list[Path]:
@@ -615,17 +832,22 @@ def _classify(returncode: int | None, timed_out: bool, stderr_tail: bytes) -> st
 
 
 class _Reader:
-    """Reads both pipes with a selector, keeping at most ``cap`` bytes of each."""
+    """Reads the pipes with a selector, keeping at most ``cap`` bytes of stdout and stderr
+    each and ``CHANNEL_BYTES`` of the channel."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], cap: int):
+    def __init__(self, proc: subprocess.Popen[bytes], cap: int, channel: int | None = None):
         self.cap = cap
         self.sel = selectors.DefaultSelector()
         self.bufs: dict[int, bytearray] = {}
+        self.caps: dict[int, int] = {}
         self.truncated = False
-        for stream in (proc.stdout, proc.stderr):
-            assert stream is not None
-            self.bufs[stream.fileno()] = bytearray()
-            self.sel.register(stream.fileno(), selectors.EVENT_READ)
+        self.channel = channel
+        self.channel_truncated = False
+        self.outputs = [s.fileno() for s in (proc.stdout, proc.stderr) if s is not None]
+        for fd in [*self.outputs, *([channel] if channel is not None else [])]:
+            self.bufs[fd] = bytearray()
+            self.caps[fd] = CHANNEL_BYTES if fd == channel else cap
+            self.sel.register(fd, selectors.EVENT_READ)
 
     @property
     def open(self) -> bool:
@@ -643,9 +865,12 @@ class _Reader:
                 self.sel.unregister(fd)
                 continue
             buf = self.bufs[fd]
-            room = self.cap - len(buf)
+            room = self.caps[fd] - len(buf)
             if len(chunk) > room:
-                self.truncated = True
+                if fd == self.channel:
+                    self.channel_truncated = True
+                else:
+                    self.truncated = True
                 chunk = chunk[: max(room, 0)]
             buf += chunk
 
@@ -708,19 +933,25 @@ def run_sandboxed(
     scratch: Path | None = None,
     level: str | None = None,
     protect_git: bool = True,
+    pythons: Sequence[Path] = (),
+    channel_env: str | None = None,
 ) -> SandboxResult:
     """Run ``argv`` in the sandbox and return how it ended; never raises for the child's sake.
 
     ``writable``: the only project paths the command may change (bwrap level). ``readonly``:
     paths bound read-only, also inside a writable path; with ``protect_git`` each writable
     path's own ``.git`` is added, so a run cannot plant hooks or rewrite refs. Under bwrap
-    the host ``/tmp`` and ``/run`` are hidden: anything the command needs from there (a venv
-    made in a test's tmp_path) must be listed; otherwise :class:`SandboxError` says so.
+    nothing else of the host exists but what :func:`bind_plan` adds (system folders, the
+    installations of ``pythons`` and of ``argv[0]`` when it is a Python); a working
+    directory or command outside all of that raises :class:`SandboxError` with the fix.
     ``env``: the child's whole environment (default: PATH and LANG only); HOME, TMPDIR, TMP,
     TEMP and the ``CRA_SANDBOX_ID`` marker are always set by the sandbox. ``scratch``: where
     the per-run HOME/TMPDIR folder is made (default: the system temp dir); it is removed
     afterwards. ``level`` forces a level (tests); an unavailable one raises SandboxError.
-    A command that does not exist gives a result with ``reason == "not found"``.
+    ``channel_env``: give the child a pipe, its write end's number in that variable; the
+    bytes written to it come back in ``SandboxResult.channel`` (capped at
+    ``CHANNEL_BYTES``). A command that does not exist gives a result with
+    ``reason == "not found"``.
     """
     limits = limits if limits is not None else Limits()
     if not argv:
@@ -757,40 +988,63 @@ def run_sandboxed(
         if exe is None:
             return SandboxResult(None, "", f"cra sandbox: command not found: {argv[0]}\n",
                                  False, False, 0.0, False, chosen, "not found")
+        plan: BindPlan | None = None
         if chosen == "bwrap":
-            # A tool of cra's own (uv in cra's venv) may live under /tmp, e.g. in a CI
-            # checkout. The command has to be visible to run at all, so its install prefix
-            # (the venv: bin/ and what the tool loads) is bound read-only, never writable.
-            for path in {exe, exe.resolve()}:
-                if _masked(path) and not any(_is_under(path, b) for b in [*rw, *ro]):
-                    ro.append(path.parent.parent)
-            visible = [*rw, *ro, run_dir]
+            interpreters = [*pythons, *([exe] if _looks_like_python(exe) else [])]
+            plan = bind_plan(rw, ro, pythons=interpreters, command=exe)
+            visible = [*plan.visible(), run_dir]
             _check_visible("working directory", cwd, visible)
             _check_visible("command", exe, visible)
-        command, pidns = _command(chosen, list(argv), cwd, rw, ro, run_dir, limits)
-        return _run(command, cwd, child_env, limits, chosen, pidns, run_id)
+            _write_identity(run_dir, home)
+        command, pidns = _command(chosen, list(argv), cwd, plan, run_dir, limits)
+        return _run(command, cwd, child_env, limits, chosen, pidns, run_id, channel_env)
     finally:
         _rmtree(run_dir)
 
 
-def _command(level: str, argv: list[str], cwd: Path, rw: list[Path], ro: list[Path],
-             run_dir: Path, limits: Limits) -> tuple[list[str], bool]:
+def _write_identity(run_dir: Path, home: Path) -> None:
+    """A made-up ``/etc/passwd`` and ``/etc/group`` naming only root and the sandbox user:
+    getpass, git and ``~user`` work, and the host's accounts stay unknown."""
+    etc = run_dir / "etc"
+    etc.mkdir()
+    uid, gid = os.geteuid(), os.getegid()
+    users = [f"root:x:0:0:root:{home}:/bin/sh"]
+    groups = ["root:x:0:"]
+    if uid != 0:
+        users.append(f"cra:x:{uid}:{gid}:cra sandbox:{home}:/bin/sh")
+    if gid != 0:
+        groups.append(f"cra:x:{gid}:")
+    users.append("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin")
+    groups.append("nogroup:x:65534:")
+    (etc / "passwd").write_text("\n".join(users) + "\n", encoding="utf-8")
+    (etc / "group").write_text("\n".join(groups) + "\n", encoding="utf-8")
+
+
+def _command(level: str, argv: list[str], cwd: Path, plan: BindPlan | None, run_dir: Path,
+             limits: Limits) -> tuple[list[str], bool]:
     """The argv that runs ``argv`` at ``level``, and whether it gets its own pid namespace."""
     if level == "bwrap":
         flags = _bwrap_flags()
-        assert flags is not None
+        assert flags is not None and plan is not None
         cmd = list(flags)
-        cmd += ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        for target, link in plan.symlinks:
+            cmd += ["--symlink", target, str(link)]
+        for path in plan.system:
+            cmd += ["--ro-bind", str(path), str(path)]
+        cmd += ["--ro-bind", str(run_dir / "etc" / "passwd"), "/etc/passwd",
+                "--ro-bind", str(run_dir / "etc" / "group"), "/etc/group"]
+        cmd += ["--dev", "/dev", "--proc", "/proc"]
         # The sandbox's own /tmp is RAM: keep it to one file's worth. TMPDIR points at the
         # on-disk scratch folder anyway.
         if "--disable-userns" in flags:  # the probe checked --size along with it
             cmd += ["--size", str(limits.file_bytes)]
-        cmd += ["--tmpfs", "/tmp"]
-        if Path("/run").is_dir():
-            cmd += ["--tmpfs", "/run"]
-        for path, is_ro in _bind_order([*((p, False) for p in rw), *((p, True) for p in ro)]):
+        cmd += ["--tmpfs", "/tmp", "--tmpfs", "/run", "--dir", "/var/tmp"]
+        binds = [*((p, False) for p in plan.writable), *((p, True) for p in plan.readonly)]
+        for path, is_ro in _bind_order(binds):
             cmd += ["--ro-bind" if is_ro else "--bind", str(path), str(path)]
-        cmd += ["--bind", str(run_dir), str(run_dir), "--chdir", str(cwd), "--", *argv]
+        # The skeleton bwrap built the root from is read-only too: nothing is created there.
+        cmd += ["--bind", str(run_dir), str(run_dir), "--remount-ro", "/",
+                "--chdir", str(cwd), "--", *argv]
         return cmd, True
     if level == "unshare":
         found = _unshare_flags()
@@ -803,7 +1057,7 @@ def _command(level: str, argv: list[str], cwd: Path, rw: list[Path], ro: list[Pa
 
 
 def _run(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, level: str,
-         pidns: bool, run_id: str) -> SandboxResult:
+         pidns: bool, run_id: str, channel_env: str | None = None) -> SandboxResult:
     parent = _cgroup_parent()
     try:
         cgroup = _RunCgroup(parent, limits.processes) if parent is not None else None
@@ -824,11 +1078,16 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, lev
         elif not pidns:
             _sweep_marked(token)
 
+    channel_r = channel_w = None
+    if channel_env is not None:
+        channel_r, channel_w = os.pipe()
+        env = {**env, channel_env: str(channel_w)}
     try:
         try:
             proc = subprocess.Popen(
                 command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                pass_fds=(channel_w,) if channel_w is not None else (),
                 preexec_fn=_make_preexec(_rlimit_pairs(limits),
                                          cgroup.procs if cgroup else None),
             )
@@ -842,7 +1101,10 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, lev
         except subprocess.SubprocessError as exc:  # our preexec_fn failed
             raise SandboxError(f"cannot start the sandbox ({level}) for {command[0]}: {exc}",
                                hint="run `cra doctor`") from exc
-        reader = _Reader(proc, limits.output_bytes)
+        if channel_w is not None:  # the child holds the write end now; EOF when it is gone
+            os.close(channel_w)
+            channel_w = None
+        reader = _Reader(proc, limits.output_bytes, channel_r)
         try:
             timed_out = _follow(proc, reader, start + limits.timeout_s, kill_tree)
             returncode = proc.wait()
@@ -859,11 +1121,14 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, lev
         if cgroup is not None:
             cgroup.kill_all()
             cgroup.remove()
+        for fd in (channel_r, channel_w):
+            if fd is not None:
+                os.close(fd)
     duration = time.monotonic() - start
 
     if level in ("bwrap", "unshare") and pidns and 128 < returncode <= 128 + 64 and not timed_out:
         returncode = -(returncode - 128)  # the namespace's init reports a signal as 128+N
-    stdout_b, stderr_b = (bytes(b) for b in reader.bufs.values())  # registered in that order
+    stdout_b, stderr_b = (bytes(reader.bufs[fd]) for fd in reader.outputs)
     return SandboxResult(
         returncode=returncode,
         stdout=stdout_b.decode("utf-8", "replace"),
@@ -874,4 +1139,6 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, lev
         output_truncated=reader.truncated,
         isolation=level,
         reason=_classify(returncode, timed_out, stderr_b[-4096:]),
+        channel=bytes(reader.bufs[channel_r]) if channel_r is not None else b"",
+        channel_truncated=reader.channel_truncated,
     )

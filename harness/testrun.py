@@ -2,26 +2,36 @@
 
 The shape follows SWE-bench: a commit becomes a ``test_patch`` (its changes to test files)
 and a ``gold_patch`` (the rest); pytest runs only the commit's own test files, in the
-sandbox; results come from the junit XML, with the ``-rA`` short summary as the fallback.
+sandbox.
 
 Results are read as if the code under test were hostile, because later it is (model
-output), and each guard is named after the attack it stops:
+output). The verdict comes from cra's own pytest plugin (``harness/oracle_plugin``),
+loaded with ``-p`` before any project code, which streams every phase's outcome through a
+pipe the harness opened (``read_stream``): a line, once written, is out of the process, so
+nothing that runs later (an ``atexit`` hook, ``os._exit``) can take it back. JUnit, the
+``-rA`` short summary with pytest's closing counts, and the exit status are kept as
+cross-checks, each guard named after the attack it stops:
 
-* *fake PASSED lines*: only the last short-summary section is read, its per-outcome line
-  counts must match pytest's closing counts line, and it must agree with the junit file.
-* *overwritten junit file*: the file is written to a fresh folder outside the checkout;
-  it must be the only thing in that folder, a regular file, and agree with the summary.
-* *forged exit status*: the exit code must agree with the outcomes (0 with a failure, or
-  1 without one, is a lie somewhere).
+* *conftest hook flips the verdict*: the plugin sends each phase's raw outcome (as the
+  phase ended) and the report pytest logged for it; a failure reported as a pass, or the
+  other way round, disagrees (xfail's documented rewrites excepted).
+* *forged JUnit / summary / exit status* (an ``atexit`` hook rewriting the JUnit file,
+  printing a matching summary and counts, ending with ``os._exit(0)``): each must agree
+  with the streamed outcomes and the streamed exit status.
+* *fake PASSED lines*: only the last short-summary section is read, and its per-outcome
+  line counts must match pytest's closing counts line.
+* *planted report files*: the JUnit file is written to a fresh folder outside the checkout
+  and must be the only thing there.
 
-A run whose sources disagree is *untrusted*: every test in it counts as ``error``, so a
-forgery can only ever turn a pass into a failure, never the other way round. Code running
-inside pytest's own process could still forge all three consistently; that needs a
-deliberate attack on this harness and is what the later plan-diff checks look for.
+Any disagreement is a *grading conflict* (``TestRun.conflict``, the disagreement in
+words): the run is untrusted and every test in it counts as ``error``, so a forgery can
+only turn a pass into a failure; validation records the task ``grading_conflict`` and an
+agent run never counts it resolved.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -33,6 +43,7 @@ from pathlib import Path, PurePosixPath
 from appliance.records import FileChange
 from harness.filters import classify_path
 from harness.git import git
+from harness.oracle_plugin import FD_ENV, PLUGIN, PLUGIN_DIR
 
 OUTCOMES = ("passed", "failed", "error", "skipped")
 FAILING = frozenset({"failed", "error"})
@@ -305,6 +316,108 @@ def parse_summary(output: str, run_files: Sequence[str] = ()) -> Summary | None:
     return Summary(outcomes, counts, consistent)
 
 
+# ----------------------------------------------------------------------------- the stream
+
+
+@dataclass
+class Stream:
+    """What cra's pytest plugin reported through the channel (``read_stream``).
+
+    ``outcomes``: {node id: outcome} as the logged reports say (a failed setup or teardown
+    is ``error``, an xfail ``skipped``, a collection error ``error`` on the module);
+    ``exitstatus``: from the ``finish`` event, None when pytest never finished;
+    ``conflicts``: each disagreement between a phase's raw outcome and its report, and
+    anything in the stream that pytest cannot have written (duplicates, garbage).
+    """
+
+    started: bool = False
+    exitstatus: int | None = None
+    outcomes: dict[str, str] = field(default_factory=dict)
+    conflicts: list[str] = field(default_factory=list)
+
+
+# (raw, report) pairs xfail legitimately rewrites: an expected failure is reported skipped
+# (wasxfail), a strict unexpected pass failed.
+_XFAIL_REWRITES = {("failed", "skipped"), ("xfailed", "skipped"), ("passed", "failed")}
+
+
+def _phase_outcome(when: str, outcome: str, wasxfail: bool) -> str | None:
+    """What one logged report means for its test: None for a setup or teardown that passed."""
+    if outcome == "rerun":
+        return None
+    if when == "call":
+        return "skipped" if outcome == "skipped" else outcome
+    if outcome == "failed":
+        return "error"
+    return "skipped" if outcome == "skipped" else None
+
+
+def read_stream(data: bytes) -> Stream:
+    """The plugin's events, checked: raw outcomes against reports, one report per phase."""
+    stream = Stream()
+    raws: dict[tuple[str, str], list[dict[str, object]]] = {}
+    reported: set[tuple[str, str]] = set()
+    contributions: dict[str, list[str]] = {}
+    for n, line in enumerate(data.splitlines(), 1):
+        try:
+            event = json.loads(line)
+            kind = event["event"]
+        except (ValueError, TypeError, KeyError):
+            stream.conflicts.append(f"line {n} of the oracle stream is not an event pytest wrote")
+            continue
+        if kind == "start":
+            if stream.started:
+                stream.conflicts.append("the oracle stream starts twice")
+            stream.started = True
+        elif kind == "finish":
+            if stream.exitstatus is not None:
+                stream.conflicts.append("the oracle stream finishes twice")
+            stream.exitstatus = int(event.get("exitstatus", -1))
+        elif kind == "collect":
+            node = str(event.get("node", ""))
+            contributions.setdefault(node, []).append(
+                "error" if event.get("outcome") == "failed" else "skipped")
+        elif kind == "raw":
+            key = (str(event.get("node")), str(event.get("when")))
+            raws.setdefault(key, []).append(event)
+        elif kind == "report":
+            node, when = str(event.get("node")), str(event.get("when"))
+            outcome, wasxfail = str(event.get("outcome")), bool(event.get("wasxfail"))
+            meaning = _phase_outcome(when, outcome, wasxfail)
+            if meaning is not None:
+                contributions.setdefault(node, []).append(meaning)
+            if event.get("sub"):  # a subtest's report: no phase of its own
+                continue
+            pending = raws.get((node, when))
+            if not pending:
+                stream.conflicts.append(f"{node} ({when}) was reported {outcome} without "
+                                        "running through pytest's phase hooks")
+                continue
+            raw = pending.pop(0)
+            raw_outcome = str(raw.get("outcome"))
+            if outcome == "rerun":
+                continue
+            if (node, when) in reported:
+                stream.conflicts.append(f"{node} ({when}) was reported twice")
+            reported.add((node, when))
+            xfail = wasxfail or bool(raw.get("xfail_marker")) or raw_outcome == "xfailed"
+            if raw_outcome != outcome and not (xfail and (raw_outcome, outcome) in _XFAIL_REWRITES):
+                stream.conflicts.append(
+                    f"the {when} phase of {node} ended {raw_outcome} but its report says "
+                    f"{outcome}: a hook rewrote the report")
+        else:
+            stream.conflicts.append(f"unknown oracle event {kind!r}")
+    unreported = sorted(f"{node} ({when})" for (node, when), left in raws.items() if left)
+    if unreported and stream.exitstatus is not None:
+        stream.conflicts.append(f"phases that ran but were never reported: {', '.join(unreported[:3])}")
+    for node, outs in contributions.items():
+        worst = outs[0]
+        for o in outs[1:]:
+            worst = _worst(worst, o)
+        stream.outcomes[node] = worst
+    return stream
+
+
 # ----------------------------------------------------------------------------- one run
 
 
@@ -318,9 +431,10 @@ class TestRun:
     returncode: int | None = None
     timed_out: bool = False
     duration_s: float = 0.0
-    source: str = "none"  # junit | summary | none
+    source: str = "none"  # stream | junit | summary | none
     trusted: bool = True
     note: str | None = None
+    conflict: str | None = None  # the disagreement between the oracle's sources, in words
     errored_files: list[str] = field(default_factory=list)  # test modules that failed to import
     isolation: str = ""
     output_tail: str = ""
@@ -340,10 +454,28 @@ class TestRun:
 
 
 def _agree(junit: dict[str, str], summary: dict[str, str]) -> bool:
+    return not _differences(junit, summary)
+
+
+def _differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    """Tests whose pass/fail/error outcome differs between two sources (skips are quiet:
+    JUnit and the summary report them differently)."""
     loud = {"passed", "failed", "error"}
-    j = {k: v for k, v in junit.items() if v in loud}
-    s = {k: v for k, v in summary.items() if v in loud}
-    return j == s
+    x = {k: v for k, v in a.items() if v in loud}
+    y = {k: v for k, v in b.items() if v in loud}
+    return [f"{k}: {x.get(k, 'absent')} vs {y.get(k, 'absent')}"
+            for k in sorted(set(x) | set(y)) if x.get(k) != y.get(k)]
+
+
+def _exit_conflict(returncode: int | None, outcomes: dict[str, str]) -> str | None:
+    failing = any(v in FAILING for v in outcomes.values())
+    if returncode == 0 and failing:
+        return "exit status 0 with failing tests"
+    if returncode == 1 and not failing:
+        return "exit status 1 with no failing test"
+    if returncode == 5 and any(v == "passed" for v in outcomes.values()):
+        return "exit status 5 (no tests) with passing tests"
+    return None
 
 
 def interpret(
@@ -354,50 +486,69 @@ def interpret(
     *,
     timed_out: bool = False,
     output_truncated: bool = False,
+    stream: Stream | None = None,
 ) -> TestRun:
-    """Combine junit, the short summary and the exit status into one ``TestRun``."""
+    """Combine the oracle stream, JUnit, the short summary and the exit status into one
+    ``TestRun``. ``stream`` None: a run without cra's plugin (JUnit first, the summary as
+    fallback); with it, the stream decides and every other source must agree with it."""
     run = TestRun(returncode=returncode, timed_out=timed_out)
     junit_path = junit_dir / JUNIT_NAME
-    junit: dict[str, str] | None = None
     notes: list[str] = []
+    conflicts: list[str] = []
     try:
         extra = sorted(p.name for p in junit_dir.iterdir() if p.name != JUNIT_NAME)
     except OSError:
         extra = []
     if extra:
-        notes.append(f"unexpected files beside the junit report: {', '.join(extra[:5])}")
+        conflicts.append(f"unexpected files beside the junit report: {', '.join(extra[:5])}")
     junit = parse_junit(junit_path, run_files)
     if junit_path.exists() and junit is None:
-        notes.append("junit report unreadable")
+        conflicts.append("junit report unreadable")
     summary = None if output_truncated else parse_summary(stdout, run_files)
     if summary is not None and not summary.consistent:
-        notes.append("short summary does not match pytest's closing counts")
+        conflicts.append("short summary does not match pytest's closing counts")
+    ran = not timed_out and returncode in (0, 1, 5)
 
-    suspicious = bool(extra) or (summary is not None and not summary.consistent)
-    if junit is not None:
-        run.source, run.outcomes = "junit", junit
-        if summary is not None and summary.consistent and not _agree(junit, summary.outcomes):
-            notes.append("junit report and short summary disagree")
-            suspicious = True
-    elif summary is not None and summary.consistent:
-        run.source, run.outcomes = "summary", summary.outcomes
+    if stream is not None and stream.started and stream.exitstatus is not None:
+        run.source, run.outcomes = "stream", stream.outcomes
+        conflicts += stream.conflicts
+        if stream.exitstatus != returncode and not timed_out:
+            conflicts.append(f"pytest's closing event says exit status {stream.exitstatus}, "
+                             f"the process exited {returncode}")
+        if junit is None and not junit_path.exists():
+            conflicts.append("pytest finished but wrote no junit report")
+        elif junit is not None and (diffs := _differences(stream.outcomes, junit)):
+            conflicts.append("junit report disagrees with the streamed outcomes: "
+                             + "; ".join(diffs[:3]))
+        if summary is not None and summary.consistent:
+            if diffs := _differences(stream.outcomes, summary.outcomes):
+                conflicts.append("short summary disagrees with the streamed outcomes: "
+                                 + "; ".join(diffs[:3]))
+    elif stream is not None and ran:
+        # pytest exited as if it had run tests, yet the plugin never started or finished:
+        # something kept it out or cut it short.
+        what = "never started" if not stream.started else "never saw the session finish"
+        conflicts.append(f"cra's oracle plugin {what} but pytest exited {returncode}")
+        conflicts += stream.conflicts
+    elif stream is None:
+        if junit is not None:
+            run.source, run.outcomes = "junit", junit
+            if summary is not None and summary.consistent and not _agree(junit, summary.outcomes):
+                conflicts.append("junit report and short summary disagree")
+        elif summary is not None and summary.consistent:
+            run.source, run.outcomes = "summary", summary.outcomes
     if run.source != "none" and not timed_out:
-        failing = any(v in FAILING for v in run.outcomes.values())
-        if returncode == 0 and failing:
-            notes.append("exit status 0 with failing tests")
-            suspicious = True
-        elif returncode == 1 and not failing:
-            notes.append("exit status 1 with no failing test")
-            suspicious = True
-        elif returncode == 5 and any(v == "passed" for v in run.outcomes.values()):
-            notes.append("exit status 5 (no tests) with passing tests")
-            suspicious = True
+        why = _exit_conflict(returncode, run.outcomes)
+        if why:
+            conflicts.append(why)
     run.errored_files = sorted(
         node for node, v in run.outcomes.items() if v == "error" and "::" not in node and node in run_files
     )
-    if suspicious:
+    if conflicts:
         run.trusted = False
+        run.conflict = "; ".join(conflicts)
         run.outcomes = {k: "error" for k in run.outcomes}
+        notes.append(run.conflict)
     if timed_out:
         notes.append("timed out")
     elif run.source == "none":
@@ -456,8 +607,11 @@ def _has_own_config(worktree: Path, files: Sequence[str]) -> bool:
 
 
 def pytest_argv(python: Path, worktree: Path, files: Sequence[str], run_dir: Path) -> list[str]:
+    """The oracle's pytest command line, all in one place. cra's plugin comes first: ``-p``
+    modules are imported while the command line is read, before conftests and entry points."""
     argv = [
         str(python), "-m", "pytest",
+        "-p", PLUGIN,
         "-p", "no:cacheprovider",  # nothing written into the checkout between runs
         "-p", "no:randomly",  # a fixed order: random order makes flaky tasks
         "-rA", "--continue-on-collection-errors",
@@ -494,12 +648,13 @@ def run_pytest(
     readonly: Sequence[Path] = (),
     level: str | None = None,
 ) -> TestRun:
-    """Run pytest on ``files`` in the sandbox and read its verdicts.
+    """Run pytest on ``files`` in the sandbox, with cra's oracle plugin, and read its verdicts.
 
     ``run_dir`` is a folder outside the checkout (reusable); the junit report goes to its
     ``junit/``, emptied first and the only writable path besides the checkout, the
     sandbox's HOME and TMPDIR to its ``scratch/``, a stand-in ``pytest.ini`` (see
-    ``_has_own_config``) to ``conf/``.
+    ``_has_own_config``) to ``conf/``. The plugin's folder is bound read-only and put on
+    ``PYTHONPATH``; its events come back through the sandbox's channel.
     """
     from harness.sandbox import Limits, run_sandboxed
 
@@ -510,14 +665,21 @@ def run_pytest(
     conf = run_dir / "conf"
     conf.mkdir(exist_ok=True)
     argv = pytest_argv(python, worktree, files, run_dir)
+    env = {**env, "PYTHONPATH": os.pathsep.join(
+        p for p in (str(PLUGIN_DIR), env.get("PYTHONPATH", "")) if p)}
     result = run_sandboxed(
-        argv, cwd=worktree, writable=[worktree, junit_dir], readonly=[*readonly, conf], env=env,
+        argv, cwd=worktree, writable=[worktree, junit_dir],
+        readonly=[*readonly, conf, PLUGIN_DIR], env=env,
         limits=limits if isinstance(limits, Limits) else Limits(), scratch=scratch, level=level,
+        pythons=[python], channel_env=FD_ENV,
     )
+    stream = read_stream(result.channel)
+    if result.channel_truncated:
+        stream.conflicts.append("the oracle stream overflowed its cap")
     # Only stdout is read for the summary: pytest writes its report there.
     run = interpret(
         result.returncode, result.stdout, junit_dir, files,
-        timed_out=result.timed_out, output_truncated=result.output_truncated,
+        timed_out=result.timed_out, output_truncated=result.output_truncated, stream=stream,
     )
     run.output_tail = (result.stdout[-3000:] + "\n" + result.stderr[-1000:]).strip()
     run.duration_s = result.duration_s

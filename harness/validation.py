@@ -12,7 +12,9 @@ For one commit (``validate_commit``):
    ``conftest.py`` or ``pytest.ini`` can change the verdict;
 4. status: ``valid`` (at least one FAIL_TO_PASS), ``no_fail_to_pass``, ``flaky`` (the only
    candidates were flaky), ``timeout``, ``env_error`` (no environment, or pytest cannot run
-   at the parent), ``patch_error`` (a patch does not apply, or breaks the install or pytest).
+   at the parent), ``patch_error`` (a patch does not apply, or breaks the install or pytest),
+   ``grading_conflict`` (in any run, the outcomes cra's pytest plugin streamed, the JUnit
+   file, the exit status and the closing counts disagree: see ``harness.testrun``).
 
 For a repo (``validate_repo``): K workers, one checkout each (threads driving sandboxed
 subprocesses; the GIL is idle while they wait), results written by the calling thread
@@ -238,6 +240,10 @@ def _platform() -> str:
 def _check_run(run: TestRun, label: str, *, at_parent: bool) -> None:
     if run.timed_out:
         raise _Failure("timeout", f"the {label} run timed out")
+    if run.conflict:
+        # The oracle's sources disagree: a hook or the code under test rewrote a verdict,
+        # or a legitimate plugin did. Neither side is trusted; the task is never trained on.
+        raise _Failure("grading_conflict", f"the {label} run's results disagree: {run.conflict}")
     if not run.completed:
         why = run.note or f"exit {run.returncode}"
         if "No module named pytest" in run.output_tail:

@@ -267,7 +267,7 @@ def test_a_real_run_reports_each_test(tmp_path: Path) -> None:
         "tests/test_b.py": "import not_a_module\n",
     })
     run = _run(tmp_path, wt, ["tests/test_a.py", "tests/test_b.py"])
-    assert run.trusted and run.source == "junit" and run.completed and run.returncode == 1
+    assert run.trusted and run.source == "stream" and run.completed and run.returncode == 1
     assert run.outcomes == {
         "tests/test_a.py::test_ok": "passed", "tests/test_a.py::test_bad": "failed",
         "tests/test_a.py::test_param[x - y]": "passed", "tests/test_b.py": "error",
