@@ -3,12 +3,17 @@
 One candidate (``evaluate``) is checked exactly as SWE-bench checks a model's patch:
 
 1. a fresh checkout of the task's parent in a worktree slot (``harness.worktrees``);
-2. the task's ``test_patch``, then the model's edits (``harness.edits.apply_edits``);
+2. the task's ``test_patch``, then the model's edits (``harness.edits.apply_edits``),
+   refused unwritten as ``oracle_tamper`` when they touch what grades them (the task's
+   tests, a conftest, pytest's configuration, start-up files, plugin registration: see
+   ``harness.oracle_guard``), and flagged ``suspicious`` when their added lines reach for
+   pytest internals, ``atexit``, ``os._exit``, the JUnit report or cra's variables;
 3. every test-side file restored from the task's commit, so an edit to a test,
    ``conftest.py`` or ``pytest.ini`` is undone before it can change the verdict;
 4. an editable install into the slot's overlay and the task's test files run in the
-   sandbox (``harness.testrun.run_pytest``);
-5. resolved iff every FAIL_TO_PASS and every PASS_TO_PASS test passed.
+   sandbox with cra's oracle plugin (``harness.testrun.run_pytest``);
+5. resolved iff every FAIL_TO_PASS and every PASS_TO_PASS test passed, the oracle's
+   sources agree (else ``grading_conflict``) and the patch is not suspicious.
 
 The environment is the one validation built for the task's era (same ``EnvSpec``, so the
 same ``env_key``); nothing is downloaded. Every ending is a returned ``Evaluation`` with a
@@ -31,8 +36,9 @@ from appliance.db.tasks import TaskRecord
 from appliance.errors import CraError
 from harness.edits import Edit, apply_edits
 from harness.envs import EnvError, EnvSpec, ensure_env, file_lock
+from harness.oracle_guard import suspicious_reasons, tamper_reasons
 from harness.sandbox import Limits
-from harness.testrun import is_test_file, run_env, run_pytest
+from harness.testrun import is_test_file, patch_paths, run_env, run_pytest
 from harness.worktrees import (
     PatchError,
     apply_patch,
@@ -44,7 +50,8 @@ from harness.worktrees import (
 )
 
 DEFAULT_TIMEOUT_S = 300.0
-KINDS = ("resolved", "apply_error", "install_error", "tests_failed", "timeout", "env_error")
+KINDS = ("resolved", "apply_error", "oracle_tamper", "install_error", "tests_failed",
+         "grading_conflict", "suspicious", "timeout", "env_error")
 
 
 @dataclass
@@ -59,6 +66,9 @@ class Evaluation:
     apply_error: str | None = None
     restored: list[str] = field(default_factory=list)  # test files the edits had touched
     seconds: float = 0.0
+    suspicious: list[str] = field(default_factory=list)  # why the patch looks like an attack
+    conflict: str | None = None  # the oracle's sources disagreed (grading_conflict)
+    isolation: str = ""  # the sandbox level the tests ran at
 
     def failing(self) -> list[str]:
         return [n for n, v in {**self.fail_to_pass, **self.pass_to_pass}.items() if v != "passed"]
@@ -80,6 +90,7 @@ class EvalOptions:
     limits: Limits = field(default_factory=lambda: Limits(timeout_s=DEFAULT_TIMEOUT_S))
     level: str | None = None  # sandbox level; None: the best available
     slot: int = 0
+    allow_weak_sandbox: bool = False  # run model code below bwrap (--allow-weak-sandbox)
 
 
 def task_env(home: Home, db: Database, task: TaskRecord) -> CandidateEnv:
@@ -125,7 +136,14 @@ def evaluate(
             except PatchError as exc:
                 ev.output = f"the task's test patch does not apply: {exc.message}"
                 return _done(ev, started)
-            applied = apply_edits(wt.path, edits)
+            task_tests = {*patch_paths(task.test_patch), *task.test_files}
+            applied = apply_edits(wt.path, edits, flag=suspicious_reasons,
+                                  guard=lambda old, new: tamper_reasons(old, new, task_tests))
+            ev.suspicious = applied.suspicious
+            if applied.refused:
+                ev.kind, ev.apply_error = "oracle_tamper", applied.apply_error
+                ev.output = f"the edits were not applied: {applied.apply_error}"
+                return _done(ev, started)
             if not applied.ok:
                 ev.kind, ev.apply_error = "apply_error", applied.apply_error
                 ev.output = f"the edits do not apply: {applied.apply_error}"
@@ -147,7 +165,7 @@ def evaluate(
                 python, wt.path, task.test_files,
                 run_dir=home.tmp / "runs" / f"{task.repo}-{options.slot}" / "candidate",
                 env=run_env(python, [env.base_python.parent]), limits=options.limits,
-                readonly=[python.parent.parent, env.base_python.parent.parent, wt.git_dir, wt.source],
+                readonly=[python.parent.parent, env.base_python.parent.parent, wt.git_dir, wt.git_store],
                 level=options.level,
             )
         except CraError as exc:  # git or environment trouble: the harness's, not the model's
@@ -157,10 +175,16 @@ def evaluate(
     ev.pass_to_pass = {n: run.status_of(n) for n in task.pass_to_pass}
     nodes = {**ev.fail_to_pass, **ev.pass_to_pass}
     ev.output = _report(nodes, run.output_tail, run.note)
+    ev.conflict, ev.isolation = run.conflict, run.isolation
+    passed = bool(nodes) and run.trusted and all(v == "passed" for v in nodes.values())
     if run.timed_out:
         ev.kind = "timeout"
+    elif run.conflict:
+        ev.kind = "grading_conflict"
+    elif passed and ev.suspicious:
+        ev.kind = "suspicious"  # the tests pass, but the patch reached for the grader
     else:
-        ev.resolved = bool(nodes) and run.trusted and all(v == "passed" for v in nodes.values())
+        ev.resolved = passed
         ev.kind = "resolved" if ev.resolved else "tests_failed"
     with log.open("a", encoding="utf-8") as fh:
         fh.write(f"[candidate] {ev.kind}: {sorted(nodes.items())}\n{run.output_tail[-2000:]}\n")

@@ -32,7 +32,7 @@ import difflib
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -217,15 +217,26 @@ class ApplyResult:
     files: list[str] = field(default_factory=list)  # written, created or deleted
     errors: list[ApplyError] = field(default_factory=list)
     fuzzy: list[int] = field(default_factory=list)  # blocks matched only whitespace-tolerantly
+    refused: list[str] = field(default_factory=list)  # the guard's reasons (oracle tampering)
+    suspicious: list[str] = field(default_factory=list)  # what the added lines reach for
 
     @property
     def apply_error(self) -> str | None:
         """One line for the run record and the repair prompt, or None when all applied."""
-        return "; ".join(str(e) for e in self.errors) or None
+        parts = [str(e) for e in self.errors]
+        if self.refused:
+            parts.append("refused, the edits touch what grades them: " + "; ".join(self.refused))
+        return "; ".join(parts) or None
 
     def to_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "files": self.files, "errors": [asdict(e) for e in self.errors],
-                "fuzzy": self.fuzzy, "apply_error": self.apply_error}
+                "fuzzy": self.fuzzy, "refused": self.refused, "suspicious": self.suspicious,
+                "apply_error": self.apply_error}
+
+
+Guard = Callable[[Mapping[str, "str | None"], Mapping[str, "str | None"]], list[str]]
+"""guard(before, after) -> reasons to refuse: {path: text, None when absent} of the files
+the blocks change, before and after. See ``harness.oracle_guard``."""
 
 
 def _split(text: str) -> list[str]:
@@ -393,13 +404,17 @@ def _safe_target(root: Path, rel: str) -> Path | None:
     return target
 
 
-def apply_edits(root: Path | str, edits: Sequence[Edit], *, dry_run: bool = False) -> ApplyResult:
+def apply_edits(root: Path | str, edits: Sequence[Edit], *, dry_run: bool = False,
+                guard: Guard | None = None, flag: Guard | None = None) -> ApplyResult:
     """Apply blocks to the files under ``root``: every block, or no file touched.
 
     Matching is exact first, then tolerant of trailing whitespace, then of a uniform
     indentation shift (the replacement is shifted the same way). A SEARCH that matches
     nowhere or in more than one place is an ``ApplyError`` saying which block and why.
     Files are written atomically (temp file + rename) once every block has applied.
+    ``guard``: when it gives reasons for the files' before and after texts, nothing is
+    written and ``refused`` holds them (``ok`` False). ``flag``: its reasons go to
+    ``suspicious``; the edits still apply.
     """
     root = Path(root)
     texts: dict[str, str | None] = {}
@@ -420,6 +435,12 @@ def apply_edits(root: Path | str, edits: Sequence[Edit], *, dry_run: bool = Fals
     state, result = apply_to_texts(texts, edits)
     if not result.ok:
         result.files = []  # nothing is written when any block fails
+        return result
+    changed = {rel: state[rel] for rel in result.files}
+    if flag is not None:
+        result.suspicious = flag(texts, changed)
+    if guard is not None and (reasons := guard(texts, changed)):
+        result.ok, result.refused, result.files = False, reasons, []
         return result
     if dry_run:
         return result

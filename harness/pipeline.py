@@ -14,7 +14,12 @@ per task and the run ends ``planned``: no execute stage.
 
 Every ending is an outcome, never a crash: an ``LLMError`` finishes the run ``failed``
 with ``llm_error``; garbage is ``bad_output``; an edit that does not apply is
-``apply_error``; failing tests ``tests_failed``; a test run that hangs ``timeout``. Only
+``apply_error``; an edit to what grades it (tests, conftest, pytest configuration) is
+refused as ``oracle_tamper``; failing tests ``tests_failed``; results whose sources
+disagree ``grading_conflict``; passing tests from a patch that reaches for the grader
+``suspicious`` (the attempt carries the flag and never counts resolved); a test run that
+hangs ``timeout``. Model-written code runs only at the ``bwrap`` sandbox level unless
+``allow_weak_sandbox`` (``--allow-weak-sandbox``); the run records the level it used. Only
 trouble of the harness's own (a broken environment, a git error) ends a run ``error``,
 which a rerun retries. Resumable: finished runs are skipped, interrupted ones restarted
 clean (``start_run``).
@@ -64,6 +69,7 @@ from harness.planner import (
 )
 from harness.plans import KINDS, Plan
 from harness.retrieve import K_FILES, K_SYMBOLS, Retrieval, retrieve
+from harness.sandbox import require_full_isolation
 from harness.testrun import is_test_file, patch_paths
 
 RETRIEVAL_PROVIDER = "retrieval"
@@ -137,6 +143,9 @@ def run_repo(
                        "answers one request at a time",
                        hint="serve the model (llama-server -np K, or vLLM) and pass --endpoint URL")
     options = options or PipelineOptions()
+    if client is not None:  # the model's code will run: only where the host is hidden
+        require_full_isolation(options.evaluation.level, what="model-written code",
+                               allow_weak=options.evaluation.allow_weak_sandbox)
     tasks = [t for t in list_tasks(db, name, status="valid") if t.parent]
     if limit is not None:
         tasks = tasks[:limit]
@@ -363,6 +372,7 @@ def _model_run(
     last_kind = "tests_failed"
     history: list[dict[str, Any]] = []
     scores: list[float] = []
+    isolation: str | None = None
     seed_base = 1000 * run.sample
     for attempt in range(1, max_attempts + 1):
         bound = client.for_run(run, attempt=attempt)
@@ -432,23 +442,30 @@ def _model_run(
             save_attempt(db, record)
             return finish_run(db, run.id, status="error", attempts=attempt, failure_kind="env_error",
                               summary=_summary(history, scores, started, options.evaluation.slot, error=ev.output))
-        record.apply_status = "apply_error" if ev.kind == "apply_error" else "applied"
+        record.apply_status = {"apply_error": "apply_error", "oracle_tamper": "oracle_tamper"}.get(
+            ev.kind, "applied")
         record.apply_error = ev.apply_error
         record.validation = {
             "kind": ev.kind, "fail_to_pass": ev.fail_to_pass, "pass_to_pass": ev.pass_to_pass,
             "restored": ev.restored, "seconds": ev.seconds, "plan_score": score,
+            "isolation": ev.isolation or None, "conflict": ev.conflict,
         }
         record.test_output = ev.output
         record.resolved = ev.resolved
+        record.suspicious = bool(ev.suspicious)
+        record.suspicious_reason = "; ".join(ev.suspicious) or None
         save_attempt(db, record)
         history.append({"kind": ev.kind})
+        isolation = ev.isolation or isolation
         if ev.resolved:
             return finish_run(db, run.id, status="resolved", attempts=attempt, steps_to_green=attempt,
-                              summary=_summary(history, scores, started, options.evaluation.slot))
+                              summary=_summary(history, scores, started, options.evaluation.slot),
+                              isolation=isolation)
         last_kind = ev.kind
         messages = repair_messages(messages, plan_text(plan), result.rendered, ev.output)
     return finish_run(db, run.id, status="failed", attempts=max_attempts, failure_kind=last_kind,
-                      summary=_summary(history, scores, started, options.evaluation.slot))
+                      summary=_summary(history, scores, started, options.evaluation.slot),
+                      isolation=isolation)
 
 
 def _summary(history: list[dict[str, Any]], scores: list[float], started: float, slot: int, *,

@@ -543,9 +543,12 @@ def bind_plan(
     the plan for cra's own interpreter.
     """
     links, system = _system_binds()
+    given = [*(Path(p) for p in writable), *(Path(p) for p in readonly)]
     extra: list[Path] = []
     for python in pythons:
-        extra += python_binds(Path(python))
+        # What the caller bound already keeps its mode: an overlay being installed into
+        # stays writable.
+        extra += [b for b in python_binds(Path(python)) if not any(_is_under(b, g) for g in given)]
     plan_ro = [Path(p) for p in readonly] + extra
     if command is not None:
         seen = [*system, *plan_ro, *writable, *(Path(l) for _, l in links)]

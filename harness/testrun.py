@@ -520,10 +520,10 @@ def interpret(
         elif junit is not None and (diffs := _differences(stream.outcomes, junit)):
             conflicts.append("junit report disagrees with the streamed outcomes: "
                              + "; ".join(diffs[:3]))
-        if summary is not None and summary.consistent:
-            if diffs := _differences(stream.outcomes, summary.outcomes):
-                conflicts.append("short summary disagrees with the streamed outcomes: "
-                                 + "; ".join(diffs[:3]))
+        if summary is not None and summary.consistent and (
+                diffs := _differences(stream.outcomes, summary.outcomes)):
+            conflicts.append("short summary disagrees with the streamed outcomes: "
+                             + "; ".join(diffs[:3]))
     elif stream is not None and ran:
         # pytest exited as if it had run tests, yet the plugin never started or finished:
         # something kept it out or cut it short.

@@ -45,7 +45,7 @@ from appliance.db.tasks import STATUSES, TaskRecord, pending_commits, save_task
 from appliance.errors import BadInput, CraError
 from appliance.records import CommitRecord, EraRecord
 from harness.envs import EnvError, EnvSpec, ensure_env, file_lock
-from harness.sandbox import Limits
+from harness.sandbox import Limits, require_full_isolation
 from harness.testrun import (
     FAILING,
     CommitSplit,
@@ -83,6 +83,7 @@ class ValidationOptions:
     level: str | None = None  # sandbox level; None: the best available
     use_uv: bool | None = None  # None: uv when installed
     python: str | None = None  # X.Y; None: the repo package's
+    allow_weak_sandbox: bool = False  # run a generator's tests below bwrap (supplement)
 
 
 class _Failure(Exception):
@@ -215,7 +216,7 @@ class _Session:
         result = run_pytest(
             self.python, self.wt.path, files, run_dir=run_dir,
             env=run_env(self.python, [self.base_python.parent]), limits=self.options.limits,
-            readonly=[overlay, base_env, self.wt.git_dir, self.wt.source],
+            readonly=[overlay, base_env, self.wt.git_dir, self.wt.git_store],
             level=self.options.level,
         )
         self.timed(label, started)
@@ -582,6 +583,9 @@ def validate_repo(
         raise BadInput(f"--workers {workers} must be at least 1")
     k = max(1, min(workers or os.cpu_count() or 1, len(commits)))
     options = options or ValidationOptions()
+    if generator is not None:  # a model writes tests: they run only where the host is hidden
+        require_full_isolation(options.level, allow_weak=options.allow_weak_sandbox,
+                               what="model-written tests (--supplement)")
     python = options.python or repo.python_version
 
     todo: queue.Queue[CommitRecord] = queue.Queue()

@@ -77,6 +77,13 @@ class Worktree:
         )
 
     @property
+    def git_store(self) -> Path:
+        """The corpus repo's git directory, whose objects this slot borrows: what a sandboxed
+        run needs of ``source`` for git to work, without the corpus clone's work tree."""
+        dotgit = self.source / ".git"
+        return dotgit if dotgit.is_dir() else self.source
+
+    @property
     def root(self) -> Path:
         """``var/worktrees/<repo>``: the slot's checkout, git dir and overlays live here."""
         return self.path.parent
@@ -373,9 +380,9 @@ def ensure_installed(
     scratch = home.tmp / "sandbox"
     result = run_sandboxed(
         argv, cwd=wt.path, writable=[wt.path, overlay],
-        readonly=[wheelhouse, base_python.parent.parent, wt.git_dir, wt.source], env=env,
+        readonly=[wheelhouse, base_python.parent.parent, wt.git_dir, wt.git_store], env=env,
         limits=Limits(timeout_s=INSTALL_TIMEOUT_S, cpu_s=int(INSTALL_TIMEOUT_S) * 2),
-        scratch=scratch, level=level,
+        scratch=scratch, level=level, pythons=[python, base_python],
     )
     with log.open("a", encoding="utf-8") as fh:
         fh.write(f"$ {' '.join(argv)}   (at {sha[:12]}, sandbox: {result.isolation})\n")

@@ -144,10 +144,9 @@ def test_the_gold_edit_resolves_and_a_test_tampering_edit_does_not(world: World)
         "tests/test_calc.py\n<<<<<<< SEARCH\n    assert add(2, 3) == 5\n=======\n    assert True\n>>>>>>> REPLACE\n"
     )
     bad = evaluate(world.home, task, cheat, env, options=opts)
-    assert not bad.resolved and bad.kind == "tests_failed"
-    assert bad.restored == ["tests/test_calc.py"]
-    assert bad.fail_to_pass == {"tests/test_calc.py::test_add": "failed"}
-    assert "test_add" in bad.output
+    assert not bad.resolved and bad.kind == "oracle_tamper"
+    assert "tests/test_calc.py: one of the task's test files" in (bad.apply_error or "")
+    assert bad.fail_to_pass == {} and "not applied" in bad.output
 
 
 # ----------------------------------------------------------------------------- orchestration

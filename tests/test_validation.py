@@ -435,15 +435,15 @@ def test_attack_patch_edits_the_failing_test(scenarios: Scenarios) -> None:
 @network
 def test_attack_patch_prints_fake_passed_lines_and_exit_status(scenarios: Scenarios) -> None:
     task = _attack(scenarios, "attack_fake_summary")
-    assert task.status == "no_fail_to_pass" and task.fail_to_pass == []
-    assert "cannot be trusted" in (task.reason or "")
+    assert task.status == "grading_conflict" and task.fail_to_pass == []
+    assert "closing event says exit status 1, the process exited 0" in (task.reason or "")
 
 
 @network
 def test_attack_patch_overwrites_the_junit_file(scenarios: Scenarios) -> None:
     task = _attack(scenarios, "attack_junit")
-    assert task.status == "no_fail_to_pass" and task.fail_to_pass == []
-    assert set(task.outcomes["after1"].values()) == {"error"}
+    assert task.status == "grading_conflict" and task.fail_to_pass == []
+    assert "junit report disagrees with the streamed outcomes" in (task.reason or "")
 
 
 # ----------------------------------------------------------------------------- supplementation

@@ -26,17 +26,19 @@ def harness() -> None:
                    "that fail at the parent and pass at the commit.")
 @click.option("--model", metavar="PATH", help="With --supplement: a GGUF model (or a served name with --endpoint).")
 @click.option("--endpoint", metavar="URL", help="With --supplement: an OpenAI-compatible server.")
+@click.option("--allow-weak-sandbox", is_flag=True,
+              help="With --supplement: run the model's tests even where the sandbox cannot hide the host.")
 @click.option("--json", "as_json", is_flag=True, help="Print the per-status counts as JSON.")
 @pass_app
 def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | None, since: str | None,
                      workers: int | None, force: bool, supplement: bool, model: str | None,
-                     endpoint: str | None, as_json: bool) -> None:
+                     endpoint: str | None, allow_weak_sandbox: bool, as_json: bool) -> None:
     """Turn NAME's kept commits into validated tasks (FAIL_TO_PASS / PASS_TO_PASS), offline.
 
     Each commit runs its own test files in the sandbox at the parent with the commit's test
     changes, then with the whole commit (twice, to catch flaky tests). Resumable: a rerun
     continues where a crash or Ctrl-C stopped."""
-    from harness.validation import validate_repo
+    from harness.validation import ValidationOptions, validate_repo
 
     generator = None
     if supplement:
@@ -50,6 +52,7 @@ def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | No
     with progress_bar() as tick:
         counts = validate_repo(app.home, app.db, name, shas=list(shas) or None, limit=limit, since=since,
                                workers=workers, force=force, generator=generator,
+                               options=ValidationOptions(allow_weak_sandbox=allow_weak_sandbox),
                                progress=lambda done, total, task: tick("validate", done, total))
     if as_json:
         emit_json(counts)
@@ -118,18 +121,22 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Runs at once, each in its own process and worktree slot: for a server that batches "
               "requests (vLLM, llama-server -np K). The in-process llama_cpp provider takes 1.")
+@click.option("--allow-weak-sandbox", is_flag=True,
+              help="Run the model's code even where the sandbox cannot hide the host (no bubblewrap); "
+              "every run records the level it used.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def harness_run(app: App, name: str, model: str | None, endpoint: str | None, adapter: str | None,
                 temperatures: str, samples: int, max_attempts: int, limit: int | None, workers: int,
-                as_json: bool) -> None:
+                allow_weak_sandbox: bool, as_json: bool) -> None:
     """Run the agent (index, retrieve, plan, execute, validate, repair) on NAME's valid tasks.
 
     Every LLM call, retrieval, plan (with its alignment score) and attempt is stored.
     With no model configured (no --model/--endpoint, no [llm] in cra.toml) it runs the
     retrieval planner only. Resumable: finished runs are skipped."""
     from appliance.llm.client import LLMClient
-    from harness.pipeline import run_repo
+    from harness.candidate import EvalOptions
+    from harness.pipeline import PipelineOptions, run_repo
 
     cfg = app.settings.llm.with_flags(model=model, endpoint=endpoint)
     client = LLMClient.from_config(cfg, log=app.db) if cfg.configured else None
@@ -139,7 +146,9 @@ def harness_run(app: App, name: str, model: str | None, endpoint: str | None, ad
         with progress_bar() as tick:
             summary = run_repo(app.home, app.db, name, client=client, temperatures=_floats(temperatures),
                                samples=samples, max_attempts=max_attempts, limit=limit, adapter=adapter,
-                               workers=workers, progress=lambda done, total, run: tick("run", done, total))
+                               workers=workers, progress=lambda done, total, run: tick("run", done, total),
+                               options=PipelineOptions(
+                                   evaluation=EvalOptions(allow_weak_sandbox=allow_weak_sandbox)))
     finally:
         if client is not None:
             client.close()

@@ -86,6 +86,7 @@ class RunRecord:
     started_at: str
     finished_at: str | None
     summary: dict[str, Any] = field(default_factory=dict)
+    isolation: str | None = None  # the sandbox level its candidates were tested at
 
     @property
     def finished(self) -> bool:
@@ -156,10 +157,15 @@ class AttemptRecord:
     resolved: bool = False
     created_at: str | None = None
     id: int | None = None
+    # The patch reached for the grader (pytest internals, atexit, ...): never resolved.
+    suspicious: bool = False
+    suspicious_reason: str | None = None
 
     def __post_init__(self) -> None:
         if self.apply_status not in APPLY_STATUSES:
             raise ValueError(f"unknown apply status {self.apply_status!r}")
+        if self.resolved and self.suspicious:
+            raise ValueError("a suspicious attempt never counts as resolved")
 
 
 # ---------------------------------------------------------------------------------- runs
@@ -173,6 +179,7 @@ def _row_to_run(row: sqlite3.Row) -> RunRecord:
         attempts=row["attempts"], steps_to_green=row["steps_to_green"],
         failure_kind=row["failure_kind"], started_at=row["started_at"],
         finished_at=row["finished_at"], summary=json.loads(row["summary"]),
+        isolation=row["isolation"],
     )
 
 
@@ -238,9 +245,10 @@ def start_run(db: Database, key: RunKey) -> RunRecord:
 def finish_run(
     db: Database, run_id: int, *, status: str, attempts: int,
     steps_to_green: int | None = None, failure_kind: str | None = None,
-    summary: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None, isolation: str | None = None,
 ) -> RunRecord:
-    """Close a run with its outcome; ``steps_to_green`` is the attempt that resolved it."""
+    """Close a run with its outcome; ``steps_to_green`` is the attempt that resolved it;
+    ``isolation`` the sandbox level its candidates ran at (None keeps what is stored)."""
     if status not in RUN_STATUSES or status == "running":
         raise ValueError(f"a run cannot finish as {status!r}")
     if status == "resolved" and steps_to_green is None:
@@ -248,8 +256,9 @@ def finish_run(
     with db.write() as c:
         cur = c.execute(
             "UPDATE runs SET status = ?, attempts = ?, steps_to_green = ?, failure_kind = ?,"
-            " finished_at = ?, summary = ? WHERE id = ?",
-            (status, attempts, steps_to_green, failure_kind, _now(), _json(summary or {}), run_id),
+            " finished_at = ?, summary = ?, isolation = COALESCE(?, isolation) WHERE id = ?",
+            (status, attempts, steps_to_green, failure_kind, _now(), _json(summary or {}),
+             isolation, run_id),
         )
         if cur.rowcount == 0:
             raise NotFound(f"no run {run_id}")
@@ -354,13 +363,16 @@ def save_attempt(db: Database, rec: AttemptRecord) -> int:
     with db.write() as c:
         cur = c.execute(
             "INSERT INTO attempts (run_id, attempt, plan_id, edits, apply_status, apply_error,"
-            " validation, test_output, resolved, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " validation, test_output, resolved, suspicious, suspicious_reason, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (run_id, attempt) DO UPDATE SET plan_id = excluded.plan_id,"
             " edits = excluded.edits, apply_status = excluded.apply_status,"
             " apply_error = excluded.apply_error, validation = excluded.validation,"
-            " test_output = excluded.test_output, resolved = excluded.resolved",
+            " test_output = excluded.test_output, resolved = excluded.resolved,"
+            " suspicious = excluded.suspicious, suspicious_reason = excluded.suspicious_reason",
             (rec.run_id, rec.attempt, rec.plan_id, rec.edits, rec.apply_status, rec.apply_error,
-             _json(rec.validation), cap_output(rec.test_output), int(rec.resolved), _now()),
+             _json(rec.validation), cap_output(rec.test_output), int(rec.resolved),
+             int(rec.suspicious), rec.suspicious_reason, _now()),
         )
         c.execute("UPDATE runs SET attempts = MAX(attempts, ?) WHERE id = ?", (rec.attempt, rec.run_id))
         row = c.execute("SELECT id FROM attempts WHERE run_id = ? AND attempt = ?",
@@ -374,6 +386,7 @@ def _row_to_attempt(row: sqlite3.Row) -> AttemptRecord:
         edits=row["edits"], apply_status=row["apply_status"], apply_error=row["apply_error"],
         validation=json.loads(row["validation"]), test_output=row["test_output"],
         resolved=bool(row["resolved"]), created_at=row["created_at"],
+        suspicious=bool(row["suspicious"]), suspicious_reason=row["suspicious_reason"],
     )
 
 
