@@ -79,15 +79,46 @@ def tool_checks() -> list[Check]:
 
     info = sandbox_info()
     detail = {
-        "bwrap": "bwrap: namespaces, read-only root, no network, rlimits",
-        "unshare": "unshare: no network, rlimits; no filesystem isolation",
-        "rlimits": "rlimits only: no network or filesystem isolation",
+        "bwrap": "bwrap: namespaces, only the bind list visible, no network, rlimits",
+        "unshare": "unshare: no network, rlimits; no filesystem isolation (model code needs "
+                   "--allow-weak-sandbox)",
+        "rlimits": "rlimits only: no network or filesystem isolation (model code needs "
+                   "--allow-weak-sandbox)",
     }[info.level]
     detail += f"; process limit: {info.process_limit}"
     for warning in info.warnings:
         detail += f"\nWARNING: {warning}"
     checks.append(Check("sandbox", info.level == "bwrap" and not info.warnings, detail))
     return checks
+
+
+def sandbox_view(home: Home) -> dict[str, object]:
+    """What sandboxed code sees: the bind list of a test run with cra's own interpreter
+    (``harness.sandbox.bind_plan``) and, for the places it must never see (the user's home,
+    CRA_HOME, ``/etc/shadow``, ``/root``), whether they are hidden."""
+    from pathlib import Path
+
+    from harness.oracle_plugin import PLUGIN_DIR
+    from harness.sandbox import bind_plan, isolation_level
+
+    level = isolation_level()
+    plan = bind_plan(readonly=[PLUGIN_DIR], pythons=[Path(sys.executable)])
+    visible = [*plan.system, *plan.readonly]
+    secrets = {"home": Path.home(), "CRA_HOME": home.root, "/etc/shadow": Path("/etc/shadow"),
+               "/root": Path("/root")}
+
+    def shown(path: Path) -> bool:
+        if level != "bwrap":
+            return True  # no filesystem isolation: the whole host is readable
+        return any(path == v or v in path.parents for v in visible)
+
+    return {
+        "level": level,
+        "symlinks": [f"{link} -> {target}" for target, link in plan.symlinks] if level == "bwrap" else [],
+        "read_only": [str(p) for p in visible] if level == "bwrap" else ["/ (everything)"],
+        "read_write": ["the checkout, the JUnit folder, a fresh HOME and TMPDIR per run"],
+        "hidden": {name: not shown(path) for name, path in secrets.items()},
+    }
 
 
 def report(home: Home, settings: Settings) -> dict[str, object]:
@@ -105,6 +136,7 @@ def report(home: Home, settings: Settings) -> dict[str, object]:
         "config": str(home.config_path) + ("" if home.config_path.exists() else " (absent: defaults)"),
         "db": db_info,
         "tools": [asdict(c) | {"hint": c.hint} for c in tool_checks()],
+        "sandbox": sandbox_view(home),
         "optional": [asdict(c) | {"hint": c.hint} for c in optional_checks()],
         "settings": [{"key": k, "value": v, "help": h} for k, v, h in describe_settings(settings)],
     }

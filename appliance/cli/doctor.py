@@ -31,3 +31,14 @@ def doctor(app: App, as_json: bool) -> None:
         mark = "[green]ok[/]" if row["ok"] else "[yellow]missing[/]" if row["extra"] else "[red]warn[/]"
         table.add_row(row["name"], mark, escape(row["detail"]), escape(row["hint"]))
     console.print(table)
+    view = data["sandbox"]
+    assert isinstance(view, dict)
+    console.print(f"[bold]what sandboxed code sees[/] (level {view['level']})")
+    for line in view["symlinks"]:
+        console.print(f"  link  {escape(line)}")
+    for path in view["read_only"]:
+        console.print(f"  ro    {escape(path)}")
+    for path in view["read_write"]:
+        console.print(f"  rw    {escape(path)}")
+    hidden = ", ".join(f"{name} {'hidden' if ok else '[red]VISIBLE[/]'}" for name, ok in view["hidden"].items())
+    console.print(f"  {hidden}")
