@@ -106,16 +106,21 @@ def sandbox_view(home: Home) -> dict[str, object]:
     visible = [*plan.system, *plan.readonly]
     secrets = {"home": Path.home(), "CRA_HOME": home.root, "/etc/shadow": Path("/etc/shadow"),
                "/root": Path("/root")}
+    etc = Path("/etc")
 
     def shown(path: Path) -> bool:
         if level != "bwrap":
             return True  # no filesystem isolation: the whole host is readable
+        if path == etc or etc in path.parents:
+            return (plan.etc / path.relative_to(etc)).exists()
         return any(path == v or v in path.parents for v in visible)
 
+    copied = ", ".join(sorted(p.name for p in plan.etc.iterdir()))
     return {
         "level": level,
         "symlinks": [f"{link} -> {target}" for target, link in plan.symlinks] if level == "bwrap" else [],
-        "read_only": [str(p) for p in visible] if level == "bwrap" else ["/ (everything)"],
+        "read_only": ([str(p) for p in plan.system] + [f"/etc: {copied}"]
+                      + [str(p) for p in plan.readonly]) if level == "bwrap" else ["/ (everything)"],
         "read_write": ["the checkout, the JUnit folder, a fresh HOME and TMPDIR per run"],
         "hidden": {name: not shown(path) for name, path in secrets.items()},
     }

@@ -14,8 +14,8 @@ Three isolation levels, best first (:func:`isolation_level` probes once and cach
     capabilities dropped, nested user namespaces disabled, and a root that holds only what
     the run needs (:func:`bind_plan`): the system folders executables and shared libraries
     come from (``/usr``, ``/lib*``, ``/bin``, ``/sbin``, symlinks kept as symlinks), a few
-    files of ``/etc`` (the loader cache, alternatives, time zone, name service; ``passwd``
-    and ``group`` are made up per run), the installation of every Python interpreter the
+    files of ``/etc`` (the loader cache, alternatives, time zone, name service, copied into
+    one folder per process; ``passwd`` and ``group`` are made up), the installation of every Python interpreter the
     run uses (worked out from the interpreter itself, see :func:`python_binds`), the
     command's own install prefix when it lives elsewhere, a fresh ``/dev``, a private
     ``/proc`` (only the sandbox's own processes), empty tmpfs over ``/tmp`` and ``/run``;
@@ -80,6 +80,7 @@ runs from worker threads are tested. Moving into a cgroup costs an RCU grace per
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import ctypes.util
 import errno
@@ -119,8 +120,9 @@ _PR_SET_PDEATHSIG = 1
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # What of /etc the loader, Python and git read: the library cache, Debian's alternatives
 # (many /usr/bin programs are links into it), time zone, name service and protocol tables,
-# Debian Python's own sitecustomize, the CA bundle. passwd and group are made up per run;
-# nothing else (shadow, ssh keys, ssl/private, ...) exists inside.
+# Debian Python's own sitecustomize, the CA bundle: copied once per process into the folder
+# bound as /etc (``etc_dir``), with a made-up passwd and group; nothing else (shadow, ssh
+# keys, ssl/private, ...) exists inside.
 ETC_ENTRIES = (
     "ld.so.cache", "ld.so.conf", "ld.so.conf.d", "alternatives", "localtime", "timezone",
     "nsswitch.conf", "host.conf", "hosts", "gai.conf", "protocols", "services", "mime.types",
@@ -502,33 +504,77 @@ class BindPlan:
     """What exists inside a ``bwrap`` sandbox, besides ``/dev``, ``/proc``, ``/tmp``, ``/run``.
 
     ``symlinks``: (target, path) recreated as links (``/bin -> usr/bin``); ``system``:
-    system folders and ``/etc`` entries bound read-only; ``readonly`` / ``writable``: the
-    run's own paths (interpreters, the command's prefix, the caller's lists).
+    system folders bound read-only; ``etc``: the folder bound read-only as ``/etc``
+    (:func:`etc_dir`); ``readonly`` / ``writable``: the run's own paths (interpreters, the
+    command's prefix, the caller's lists).
     """
 
     symlinks: tuple[tuple[str, Path], ...]
     system: tuple[Path, ...]
+    etc: Path
     readonly: tuple[Path, ...]
     writable: tuple[Path, ...]
 
     def visible(self) -> list[Path]:
-        return [*self.system, *self.readonly, *self.writable,
+        return [*self.system, Path("/etc"), *self.readonly, *self.writable,
                 *(link for _, link in self.symlinks)]
 
 
 def _system_binds() -> tuple[tuple[tuple[str, Path], ...], tuple[Path, ...]]:
     links: list[tuple[str, Path]] = []
     dirs: list[Path] = []
-    etc = Path("/etc")
-    candidates = [Path(d) for d in SYSTEM_DIRS] + [etc / e for e in ETC_ENTRIES]
-    for pattern in ETC_GLOBS:
-        candidates += sorted(etc.glob(pattern))
-    for path in candidates:
+    for path in (Path(d) for d in SYSTEM_DIRS):
         if path.is_symlink():
             links.append((os.readlink(path), path))
         elif path.exists():
             dirs.append(path)
     return tuple(links), tuple(dirs)
+
+
+_ETC: dict[int, Path] = {}
+
+
+def etc_dir() -> Path:
+    """This process's stand-in for ``/etc``: copies of ``ETC_ENTRIES`` (symlinks kept as
+    symlinks) and a made-up ``passwd``/``group`` naming only root, the sandbox user and
+    nobody. Made once per process (a bind per file costs about 2 ms each here; one folder
+    costs one), removed at exit, and by the next cra process if this one is killed."""
+    made = _ETC.get(os.getpid())
+    if made is not None and made.is_dir():
+        return made
+    parent = Path(tempfile.gettempdir())
+    _remove_stale_scratch(parent.resolve())
+    etc = Path(tempfile.mkdtemp(prefix=f"cra-sbx-{os.getpid()}-etc-", dir=parent)).resolve()
+    host = Path("/etc")
+    entries = [host / e for e in ETC_ENTRIES]
+    for pattern in ETC_GLOBS:
+        entries += sorted(host.glob(pattern))
+    for src in entries:
+        dest = etc / src.relative_to(host)
+        try:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if src.is_symlink():
+                os.symlink(os.readlink(src), dest)
+            elif src.is_dir():
+                shutil.copytree(src, dest, symlinks=True)
+            elif src.is_file():
+                shutil.copy2(src, dest)
+        except OSError:
+            continue  # unreadable or gone: the sandbox does without it
+    uid, gid = os.geteuid(), os.getegid()
+    users = ["root:x:0:0:root:/nonexistent:/bin/sh"]
+    groups = ["root:x:0:"]
+    if uid != 0:
+        users.append(f"cra:x:{uid}:{gid}:cra sandbox:/nonexistent:/bin/sh")
+    if gid != 0:
+        groups.append(f"cra:x:{gid}:")
+    users.append("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin")
+    groups.append("nogroup:x:65534:")
+    (etc / "passwd").write_text("\n".join(users) + "\n", encoding="utf-8")
+    (etc / "group").write_text("\n".join(groups) + "\n", encoding="utf-8")
+    _ETC[os.getpid()] = etc
+    atexit.register(_rmtree, etc)
+    return etc
 
 
 def bind_plan(
@@ -555,7 +601,8 @@ def bind_plan(
         for path in {command.absolute(), command.resolve()}:
             if not any(_is_under(path, v) for v in seen):
                 plan_ro.append(path.parent.parent if path.parent.name == "bin" else path.parent)
-    return BindPlan(links, system, tuple(_keep_order(plan_ro)), tuple(_keep_order(writable)))
+    return BindPlan(links, system, etc_dir(), tuple(_keep_order(plan_ro)),
+                    tuple(_keep_order(writable)))
 
 
 def _keep_order(paths: Iterable[Path]) -> list[Path]:
@@ -998,32 +1045,13 @@ def run_sandboxed(
             visible = [*plan.visible(), run_dir]
             _check_visible("working directory", cwd, visible)
             _check_visible("command", exe, visible)
-            _write_identity(run_dir, home)
-        command, pidns = _command(chosen, list(argv), cwd, plan, run_dir, limits)
+        command, pidns = command_for(chosen, list(argv), cwd, plan, run_dir, limits)
         return _run(command, cwd, child_env, limits, chosen, pidns, run_id, channel_env)
     finally:
         _rmtree(run_dir)
 
 
-def _write_identity(run_dir: Path, home: Path) -> None:
-    """A made-up ``/etc/passwd`` and ``/etc/group`` naming only root and the sandbox user:
-    getpass, git and ``~user`` work, and the host's accounts stay unknown."""
-    etc = run_dir / "etc"
-    etc.mkdir()
-    uid, gid = os.geteuid(), os.getegid()
-    users = [f"root:x:0:0:root:{home}:/bin/sh"]
-    groups = ["root:x:0:"]
-    if uid != 0:
-        users.append(f"cra:x:{uid}:{gid}:cra sandbox:{home}:/bin/sh")
-    if gid != 0:
-        groups.append(f"cra:x:{gid}:")
-    users.append("nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin")
-    groups.append("nogroup:x:65534:")
-    (etc / "passwd").write_text("\n".join(users) + "\n", encoding="utf-8")
-    (etc / "group").write_text("\n".join(groups) + "\n", encoding="utf-8")
-
-
-def _command(level: str, argv: list[str], cwd: Path, plan: BindPlan | None, run_dir: Path,
+def command_for(level: str, argv: list[str], cwd: Path, plan: BindPlan | None, run_dir: Path,
              limits: Limits) -> tuple[list[str], bool]:
     """The argv that runs ``argv`` at ``level``, and whether it gets its own pid namespace."""
     if level == "bwrap":
@@ -1034,9 +1062,7 @@ def _command(level: str, argv: list[str], cwd: Path, plan: BindPlan | None, run_
             cmd += ["--symlink", target, str(link)]
         for path in plan.system:
             cmd += ["--ro-bind", str(path), str(path)]
-        cmd += ["--ro-bind", str(run_dir / "etc" / "passwd"), "/etc/passwd",
-                "--ro-bind", str(run_dir / "etc" / "group"), "/etc/group"]
-        cmd += ["--dev", "/dev", "--proc", "/proc"]
+        cmd += ["--ro-bind", str(plan.etc), "/etc", "--dev", "/dev", "--proc", "/proc"]
         # The sandbox's own /tmp is RAM: keep it to one file's worth. TMPDIR points at the
         # on-disk scratch folder anyway.
         if "--disable-userns" in flags:  # the probe checked --size along with it
