@@ -28,9 +28,12 @@ from harness.sandbox import (
     MARKER_VAR,
     Limits,
     SandboxError,
+    WeakSandbox,
     available_levels,
     isolation_level,
     process_limit_mechanism,
+    python_binds,
+    require_full_isolation,
     run_sandboxed,
     sandbox_info,
 )
@@ -665,3 +668,83 @@ def test_scratch_left_by_a_dead_harness_is_cleared(tmp_path: Path) -> None:
     res = run_sandboxed(["true"], cwd=tmp_path, writable=[tmp_path], scratch=scratch)
     assert res.ok
     assert not stale.exists() and live.exists()
+
+
+# ------------------------------------------------------------------ the bind list
+
+
+@bwrap_only
+def test_only_the_bind_list_is_visible(level: str, worktree: Path) -> None:
+    secret = Path.home() / f".cra-sandbox-{uuid.uuid4().hex}"
+    secret.write_text("secret")
+    try:
+        res = run_py(
+            f"""
+            import os
+            for path in ({str(secret)!r}, "/etc/shadow", "/etc/gshadow", {str(REPO / 'README.md')!r}):
+                print(path, os.path.exists(path))
+            print("passwd", open("/etc/passwd").read().count("\\n"))
+            print("pids", sorted(int(p) for p in os.listdir("/proc") if p.isdigit())[:3])
+            """,
+            worktree, level, readonly=(),
+        )
+    finally:
+        secret.unlink()
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[:4] == [f"{secret} False", "/etc/shadow False", "/etc/gshadow False",
+                         f"{REPO / 'README.md'} False"]
+    assert lines[4] in ("passwd 2", "passwd 3")  # root, (the sandbox user,) nobody
+    assert lines[5].startswith("pids [1, 2")  # a private /proc: the sandbox's own processes
+
+
+@bwrap_only
+def test_the_interpreter_is_found_from_its_files_without_the_caller_naming_it(
+    level: str, worktree: Path,
+) -> None:
+    res = run_py("import json, sys; print(sys.prefix)", worktree, level, readonly=())
+    assert res.returncode == 0 and res.stdout.strip() == sys.prefix, res.stderr
+
+
+def test_python_binds_come_from_pyvenv_cfg_and_trust_only_package_folders_in_pth(tmp_path: Path) -> None:
+    base = tmp_path / "base"
+    (base / "bin").mkdir(parents=True)
+    (base / "bin" / "python3.99").write_text("")
+    venv = tmp_path / "venv"
+    site = venv / "lib" / "python3.99" / "site-packages"
+    site.mkdir(parents=True)
+    (venv / "bin").mkdir()
+    (venv / "bin" / "python").symlink_to(base / "bin" / "python3.99")
+    (venv / "pyvenv.cfg").write_text(f"home = {base / 'bin'}\nversion = 3.99.0\n")
+    other = tmp_path / "other" / "site-packages"
+    other.mkdir(parents=True)
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (site / "a.pth").write_text(f"import site; site.addsitedir({str(other)!r})\n{secret}\n/\n")
+    binds = python_binds(venv / "bin" / "python")
+    assert binds[:2] == [venv.resolve(), base.resolve()]
+    assert other.resolve() in binds
+    assert secret.resolve() not in binds and Path("/") not in binds
+
+
+@every_level
+def test_the_channel_carries_what_the_child_writes_and_nothing_else(level: str, worktree: Path) -> None:
+    res = run_py(
+        """
+        import os, subprocess, sys
+        fd = int(os.environ["CRA_TEST_CHANNEL"])
+        os.write(fd, b"one\\n")
+        print("stdout line")
+        os.write(fd, b"two\\n")
+        """,
+        worktree, level, channel_env="CRA_TEST_CHANNEL",
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.channel == b"one\ntwo\n" and res.stdout == "stdout line\n"
+
+
+def test_model_code_needs_full_isolation_unless_allowed() -> None:
+    assert require_full_isolation("bwrap", allow_weak=False, what="x") == "bwrap"
+    with pytest.raises(WeakSandbox, match="--allow-weak-sandbox"):
+        require_full_isolation("rlimits", allow_weak=False, what="model-written code")
+    assert require_full_isolation("unshare", allow_weak=True, what="x") == "unshare"
