@@ -341,12 +341,12 @@ class Stream:
 _XFAIL_REWRITES = {("failed", "skipped"), ("xfailed", "skipped"), ("passed", "failed")}
 
 
-def _phase_outcome(when: str, outcome: str, wasxfail: bool) -> str | None:
+def _phase_outcome(when: str, outcome: str) -> str | None:
     """What one logged report means for its test: None for a setup or teardown that passed."""
     if outcome == "rerun":
         return None
     if when == "call":
-        return "skipped" if outcome == "skipped" else outcome
+        return outcome
     if outcome == "failed":
         return "error"
     return "skipped" if outcome == "skipped" else None
@@ -383,7 +383,7 @@ def read_stream(data: bytes) -> Stream:
         elif kind == "report":
             node, when = str(event.get("node")), str(event.get("when"))
             outcome, wasxfail = str(event.get("outcome")), bool(event.get("wasxfail"))
-            meaning = _phase_outcome(when, outcome, wasxfail)
+            meaning = _phase_outcome(when, outcome)
             if meaning is not None:
                 contributions.setdefault(node, []).append(meaning)
             if event.get("sub"):  # a subtest's report: no phase of its own

@@ -22,6 +22,7 @@ from harness.testrun import (
     parse_junit,
     parse_summary,
     patch_paths,
+    read_stream,
     run_env,
     run_pytest,
     split_commit,
@@ -353,3 +354,137 @@ def test_exit_status_must_match_the_outcomes(tmp_path: Path, rc: int, expected: 
     d = _junit_dir(tmp_path, PASS_C)
     run = interpret(rc, "", d, ["tests/test_a.py"])
     assert run.trusted is expected
+
+
+# ----------------------------------------------------------------------------- the oracle stream
+
+
+def _events(*events: dict) -> bytes:
+    import json
+
+    return b"".join(json.dumps(e).encode() + b"\n" for e in events)
+
+
+START, FINISH1 = {"event": "start"}, {"event": "finish", "exitstatus": 1}
+
+
+def _phase(node: str, when: str, raw: str, report: str, **extra: object) -> list[dict]:
+    return [{"event": "raw", "node": node, "when": when, "outcome": raw, **extra},
+            {"event": "report", "node": node, "when": when, "outcome": report,
+             "wasxfail": bool(extra.pop("wasxfail", False))}]
+
+
+def test_stream_outcomes_come_from_reports_with_setup_and_teardown_failures_as_errors() -> None:
+    stream = read_stream(_events(
+        START,
+        *_phase("t.py::a", "setup", "passed", "passed"), *_phase("t.py::a", "call", "passed", "passed"),
+        *_phase("t.py::a", "teardown", "failed", "failed"),
+        *_phase("t.py::b", "setup", "skipped", "skipped"), *_phase("t.py::b", "teardown", "passed", "passed"),
+        *_phase("t.py::c", "call", "failed", "skipped", wasxfail=True),
+        {"event": "collect", "node": "u.py", "outcome": "failed"}, FINISH1,
+    ))
+    assert stream.conflicts == [] and stream.exitstatus == 1
+    assert stream.outcomes == {"t.py::a": "error", "t.py::b": "skipped", "t.py::c": "skipped", "u.py": "error"}
+
+
+def test_attack_report_hook_turns_a_failed_call_into_a_pass() -> None:
+    stream = read_stream(_events(START, *_phase("t.py::a", "call", "failed", "passed"), FINISH1))
+    assert stream.conflicts == ["the call phase of t.py::a ended failed but its report says passed: "
+                                "a hook rewrote the report"]
+
+
+def test_attack_report_hook_turns_a_pass_into_a_failure_at_the_parent() -> None:
+    stream = read_stream(_events(START, *_phase("t.py::a", "call", "passed", "failed"), FINISH1))
+    assert "ended passed but its report says failed" in stream.conflicts[0]
+    # ...which a strict xfail does legitimately
+    ok = read_stream(_events(START, *_phase("t.py::a", "call", "passed", "failed", xfail_marker=True), FINISH1))
+    assert ok.conflicts == []
+
+
+def test_attack_forged_events_written_to_the_channel_are_conflicts() -> None:
+    stream = read_stream(_events(START, *_phase("t.py::a", "call", "failed", "failed"))
+                         + b"not json\n"
+                         + _events({"event": "report", "node": "t.py::a", "when": "call", "outcome": "passed"},
+                                   FINISH1, {"event": "finish", "exitstatus": 0}))
+    assert any("not an event pytest wrote" in c for c in stream.conflicts)
+    assert any("without running through pytest's phase hooks" in c for c in stream.conflicts)
+    assert any("finishes twice" in c for c in stream.conflicts)
+
+
+def test_legitimate_pytest_features_stream_without_conflict(tmp_path: Path) -> None:
+    wt = _project(tmp_path, {
+        "tests/test_a.py": """
+            import unittest
+            import pytest
+
+            @pytest.fixture
+            def broken():
+                raise RuntimeError("setup")
+
+            def test_ok(): pass
+            def test_bad(): assert 1 == 2
+            def test_setup_error(broken): pass
+            @pytest.mark.skip(reason="no")
+            def test_skipped(): pass
+            def test_skips_itself(): pytest.skip("later")
+            @pytest.mark.xfail
+            def test_xfail(): assert 0
+            @pytest.mark.xfail(strict=True)
+            def test_xpass_strict(): pass
+            @pytest.mark.xfail
+            def test_xpass(): pass
+            def test_imperative_xfail(): pytest.xfail("known")
+
+            class TestCase(unittest.TestCase):
+                def test_ut_ok(self): self.assertEqual(1, 1)
+                def test_ut_bad(self): self.assertEqual(1, 2)
+                @unittest.skip("no")
+                def test_ut_skip(self): pass
+                @unittest.expectedFailure
+                def test_ut_xfail(self): self.assertEqual(1, 2)
+        """,
+    })
+    run = _run(tmp_path, wt, ["tests/test_a.py"])
+    assert run.conflict is None and run.trusted and run.source == "stream", run.note
+    o = run.outcomes
+    assert o["tests/test_a.py::test_ok"] == "passed" and o["tests/test_a.py::test_bad"] == "failed"
+    assert o["tests/test_a.py::test_setup_error"] == "error"
+    assert o["tests/test_a.py::test_xpass_strict"] == "failed" and o["tests/test_a.py::test_xpass"] == "passed"
+    assert o["tests/test_a.py::TestCase::test_ut_bad"] == "failed"
+    assert o["tests/test_a.py::TestCase::test_ut_ok"] == "passed"
+    assert {o[f"tests/test_a.py::{n}"] for n in ("test_skipped", "test_skips_itself", "test_xfail",
+                                                 "test_imperative_xfail", "TestCase::test_ut_skip",
+                                                 "TestCase::test_ut_xfail")} == {"skipped"}
+
+
+def test_attack_conftest_hook_flip_in_a_real_run_is_a_grading_conflict(tmp_path: Path) -> None:
+    wt = _project(tmp_path, {
+        "conftest.py": """
+            import pytest
+            @pytest.hookimpl(hookwrapper=True)
+            def pytest_runtest_makereport(item, call):
+                outcome = yield
+                report = outcome.get_result()
+                if report.failed:
+                    report.outcome = "passed"
+        """,
+        "tests/test_a.py": "def test_bad():\n    assert False\n",
+    })
+    run = _run(tmp_path, wt, ["tests/test_a.py"])
+    assert not run.trusted and run.outcomes == {"tests/test_a.py::test_bad": "error"}
+    assert "tests/test_a.py::test_bad ended failed but its report says passed" in (run.conflict or "")
+
+
+def test_attack_project_config_cannot_switch_the_plugin_off(tmp_path: Path) -> None:
+    wt = _project(tmp_path, {"tests/test_a.py": "def test_ok(): pass\n"})
+    (wt / "pytest.ini").write_text("[pytest]\naddopts = -p no:cra_oracle\n")
+    run = _run(tmp_path, wt, ["tests/test_a.py"])
+    assert run.trusted and run.source == "stream", run.note  # cra's -p comes after addopts
+
+
+def test_a_run_the_plugin_never_saw_is_a_conflict_not_a_verdict(tmp_path: Path) -> None:
+    d = _junit_dir(tmp_path, PASS_C)
+    run = interpret(0, "", d, ["tests/test_a.py"], stream=read_stream(b""))
+    assert not run.trusted and "oracle plugin never started but pytest exited 0" in (run.conflict or "")
+    crashed = interpret(4, "", d, ["tests/test_a.py"], stream=read_stream(b""))
+    assert crashed.conflict is None and crashed.source == "none"  # a usage error: no results

@@ -79,6 +79,13 @@ def _raw_outcome(item, call):
     return "passed"
 
 
+def _has_xfail(item):
+    closest = getattr(item, "get_closest_marker", None)  # pytest >= 3.6
+    if closest is not None:
+        return closest("xfail") is not None
+    return getattr(item, "get_marker", lambda name: None)("xfail") is not None
+
+
 def pytest_configure(config):
     if not _state["started"]:
         _state["started"] = True
@@ -90,7 +97,7 @@ def pytest_runtest_makereport(item, call):
     _emit({
         "event": "raw", "node": item.nodeid, "when": call.when,
         "outcome": _raw_outcome(item, call),
-        "xfail_marker": item.get_closest_marker("xfail") is not None,
+        "xfail_marker": _has_xfail(item),
     })
     yield
 
