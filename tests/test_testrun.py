@@ -389,8 +389,8 @@ def test_stream_outcomes_come_from_reports_with_setup_and_teardown_failures_as_e
 
 def test_attack_report_hook_turns_a_failed_call_into_a_pass() -> None:
     stream = read_stream(_events(START, *_phase("t.py::a", "call", "failed", "passed"), FINISH1))
-    assert stream.conflicts == ["the call phase of t.py::a ended failed but its report says passed: "
-                                "a hook rewrote the report"]
+    assert stream.conflicts == [("the call phase of t.py::a ended failed but its report says passed: "
+                                 "a hook rewrote the report")]
 
 
 def test_attack_report_hook_turns_a_pass_into_a_failure_at_the_parent() -> None:
