@@ -31,6 +31,23 @@ from appliance.records import CommitRecord, EraRecord, FileChange, RepoRecord
 
 REPO = "calc"
 
+# Source code that rewrites every pytest report into a pass as soon as it is imported.
+MONKEYPATCH_REPORTS = """\
+import sys
+
+_reports = sys.modules.get("_pytest.reports")
+if _reports is not None:
+    _real = _reports.TestReport.from_item_and_call
+
+    def _always_passed(cls, item, call):
+        report = _real(item, call)
+        report.outcome = "passed"
+        report.longrepr = None
+        return report
+
+    _reports.TestReport.from_item_and_call = classmethod(_always_passed)
+"""
+
 
 @dataclass
 class World:

@@ -14,7 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hostile_world import REPO, World, build_world, snoop_test
+from hostile_world import MONKEYPATCH_REPORTS, REPO, World, build_world, snoop_test
 from test_validation import FIXED, TEST_ADD
 
 from appliance.db.tasks import get_task
@@ -67,26 +67,7 @@ ATEXIT_FORGERY = textwrap.dedent("""\
     atexit.register(_forge)
 """)
 
-IMPORT_MONKEYPATCH = textwrap.dedent("""\
-    import sys
-
-
-    def add(a, b):
-        return a - b
-
-
-    _reports = sys.modules.get("_pytest.reports")
-    if _reports is not None:
-        _real = _reports.TestReport.from_item_and_call
-
-        def _always_passed(cls, item, call):
-            report = _real(item, call)
-            report.outcome = "passed"
-            report.longrepr = None
-            return report
-
-        _reports.TestReport.from_item_and_call = classmethod(_always_passed)
-""")
+IMPORT_MONKEYPATCH = "def add(a, b):\n    return a - b\n\n\n" + MONKEYPATCH_REPORTS
 
 SCENARIOS = {
     "snoop": ("Fix add so it adds", {
