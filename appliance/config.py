@@ -1,17 +1,22 @@
 """Where cra keeps its state, and the settings in ``CRA_HOME/cra.toml``.
 
 Every setting is a dataclass field with a default and a ``help`` text, so ``cra doctor``
-and the docs can print them, and a typo in ``cra.toml`` is an error naming the key rather
-than a silently ignored line.
+and the docs can print them. Every value is typed strictly, as TOML types it: a bool is
+``true``/``false`` (never ``"yes"``), an int has no decimal point (``2.5`` is not an int),
+a float may be written as an int. A wrong type, an unknown table or key (with the nearest
+valid key, found by ``difflib``) is a ``ConfigError`` naming ``cra.toml``, the key and the
+fix, never a silently ignored line or a Python ``TypeError``.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+import typing
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from appliance.errors import BadInput, ConfigError
@@ -91,9 +96,65 @@ def _help(text: str) -> dict[str, str]:
     return {"help": text}
 
 
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+_EXAMPLES = {bool: "true", int: "2", float: "300", str: '"text"'}
+_PLURALS = {str: "strings", int: "integers", float: "numbers"}
+
+
+def _type_error(table: str, key: str, value: Any, expected: str, example: str) -> ConfigError:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return ConfigError(f"[{table}] {key} must be {expected}, not {shown} ({type(value).__name__})",
+                       hint=f"e.g. {key} = {example}", path=CONFIG_NAME)
+
+
+def check_value(table: str, key: str, value: Any, annotation: Any) -> Any:
+    """``value`` if it has the type ``annotation`` names (bool, int, float, str, list[str]).
+
+    Strict as TOML is: a bool is not an int, an int is not a bool, and a float is not an
+    int (``min_files = 2.5`` would silently change the funnel); an int is a fine float
+    (``timeout_s = 300``) and is returned as one.
+    """
+    if typing.get_origin(annotation) is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, list) or not all(isinstance(v, item) for v in value):
+            raise _type_error(table, key, value, f"a list of {_PLURALS[item]}", '["..."]')
+        return list(value)
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _type_error(table, key, value, _TYPE_WORDS[float], _EXAMPLES[float])
+        return float(value)
+    if annotation is int and isinstance(value, bool):
+        raise _type_error(table, key, value, _TYPE_WORDS[int], _EXAMPLES[int])
+    if not isinstance(value, annotation):
+        raise _type_error(table, key, value, _TYPE_WORDS[annotation], _EXAMPLES[annotation])
+    return value
+
+
+class _Table:
+    """What every ``cra.toml`` table shares: its name, and strict types checked on creation."""
+
+    TABLE: ClassVar[str] = ""
+
+    def _check_types(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            setattr(self, f.name, check_value(self.TABLE, f.name, getattr(self, f.name), hints[f.name]))
+
+    def __post_init__(self) -> None:
+        self._check_types()
+
+    def _at_least(self, *names: str, low: float = 0) -> None:
+        for name in names:
+            if getattr(self, name) < low:
+                raise ConfigError(f"[{self.TABLE}] {name} must be {low:g} or more, not {getattr(self, name)!r}",
+                                  path=CONFIG_NAME)
+
+
 @dataclass
-class MiningConfig:
+class MiningConfig(_Table):
     """Thresholds of the commit filter (``harness.filters``)."""
+
+    TABLE: ClassVar[str] = "mining"
 
     min_message_chars: int = field(
         default=15, metadata=_help("Shortest commit title that can describe a task.")
@@ -110,6 +171,8 @@ class MiningConfig:
     )
 
     def __post_init__(self) -> None:
+        self._check_types()
+        self._at_least(*(f.name for f in fields(self)))
         for lo, hi in (("min_files", "max_files"), ("min_lines", "max_lines"),
                        ("min_message_chars", "max_message_chars")):
             if getattr(self, lo) > getattr(self, hi):
@@ -117,8 +180,10 @@ class MiningConfig:
 
 
 @dataclass
-class PackagingConfig:
+class PackagingConfig(_Table):
     """How ``cra corpus add`` locks and downloads dependencies (connected side only)."""
+
+    TABLE: ClassVar[str] = "packaging"
 
     python: str = field(
         default="", metadata=_help("Python X.Y of the air-gapped box; empty: the one running cra.")
@@ -136,8 +201,10 @@ STRUCTURED_MODES = ("auto", "json_schema", "json_object_schema", "guided_json", 
 
 
 @dataclass
-class LLMConfig:
+class LLMConfig(_Table):
     """The ``[llm]`` table of ``cra.toml``: which model answers, and how patiently."""
+
+    TABLE: ClassVar[str] = "llm"
 
     provider: str = field(
         default="",
@@ -188,6 +255,8 @@ class LLMConfig:
     )
 
     def __post_init__(self) -> None:
+        self._check_types()
+        self._at_least("timeout_s", "retry_backoff_s", "max_retries", "n_ctx", "n_threads")
         where = "[llm]"
         if self.provider and self.provider not in PROVIDERS:
             raise ConfigError(f"{where} provider {self.provider!r} is unknown",
@@ -195,18 +264,14 @@ class LLMConfig:
         if self.structured_output not in STRUCTURED_MODES:
             raise ConfigError(f"{where} structured_output {self.structured_output!r} is unknown",
                               hint=f"use one of {', '.join(STRUCTURED_MODES)}", path=CONFIG_NAME)
-        for name in ("timeout_s", "retry_backoff_s"):
-            if not isinstance(getattr(self, name), int | float) or getattr(self, name) < 0:
-                raise ConfigError(f"{where} {name} must be a number >= 0", path=CONFIG_NAME)
-        for name in ("max_retries", "n_ctx", "n_threads"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(f"{where} {name} must be an integer >= 0", path=CONFIG_NAME)
         if self.provider == "openai_compat":
             if not self.endpoint:
                 raise ConfigError(f"{where} provider openai_compat needs an endpoint",
                                   hint="e.g. endpoint = \"http://127.0.0.1:8000/v1\"", path=CONFIG_NAME)
-            check_endpoint(self.endpoint)
+            try:
+                check_endpoint(self.endpoint)
+            except BadInput as exc:
+                raise ConfigError(f"{where} endpoint: {exc.message}", hint=exc.hint, path=CONFIG_NAME) from exc
         if self.provider == "llama_cpp" and not self.model:
             raise ConfigError(f"{where} provider llama_cpp needs model = the path of a .gguf file",
                               path=CONFIG_NAME)
@@ -240,37 +305,73 @@ def check_endpoint(url: str) -> str:
     return url
 
 
+DEFAULT_TEST_TIMEOUT_S = 300.0
+
+
+@dataclass
+class HarnessConfig(_Table):
+    """The ``[harness]`` table: how validation and agent runs use the sandbox and the DB."""
+
+    TABLE: ClassVar[str] = "harness"
+
+    test_timeout_s: float = field(
+        default=DEFAULT_TEST_TIMEOUT_S,
+        metadata=_help("Seconds one sandboxed pytest run (validation, a candidate's check) may take "
+                       "before it is a recorded timeout; --timeout overrides it."),
+    )
+    lease_s: float = field(
+        default=120.0,
+        metadata=_help("Seconds a commit claimed by a 'cra harness validate' process stays its own "
+                       "without a heartbeat; after that another process takes it over."),
+    )
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._at_least("test_timeout_s", "lease_s", low=1)
+
+
 @dataclass
 class Settings:
-    """All of ``cra.toml``."""
+    """All of ``cra.toml``: one field per table."""
 
     mining: MiningConfig = field(default_factory=MiningConfig)
     packaging: PackagingConfig = field(default_factory=PackagingConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    harness: HarnessConfig = field(default_factory=HarnessConfig)
+
+
+def _nearest(key: str, known: list[str]) -> str:
+    """The closest known key (difflib); among close ones, a transposition (``max_flies``) first."""
+    close = difflib.get_close_matches(key, known, n=3, cutoff=0.6)
+    close.sort(key=lambda k: sorted(k) != sorted(key))  # stable: otherwise difflib's order
+    return f"did you mean '{close[0]}'?" if close else f"known: {', '.join(sorted(known))}"
 
 
 def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    """``cls`` from a TOML table; unknown keys are refused with the nearest valid one."""
     known = {f.name: f for f in fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in known:
             raise ConfigError(
                 f"unknown setting '{where}{key}'",
-                hint=f"known: {', '.join(sorted(known))}",
+                hint=f"{_nearest(f'{where}{key}', [where + k for k in known])} 'cra doctor' lists every setting",
                 path=CONFIG_NAME,
             )
         f = known[key]
-        if isinstance(f.default_factory, type) and is_dataclass(f.default_factory):  # type: ignore[arg-type]
+        table = f.default_factory if f.default_factory is not MISSING else None
+        if isinstance(table, type) and is_dataclass(table):
             if not isinstance(value, dict):
-                raise ConfigError(f"[{key}] must be a table", path=CONFIG_NAME)
-            kwargs[key] = _build(f.default_factory, value, f"{key}.")
+                raise ConfigError(f"'{key}' must be a table: [{key}] on a line of its own, then its keys",
+                                  path=CONFIG_NAME)
+            kwargs[key] = _build(table, value, f"{key}.")
         else:
             kwargs[key] = value
     return cls(**kwargs)
 
 
 def load_settings(home: Home) -> Settings:
-    """Read ``CRA_HOME/cra.toml``; a missing file means all defaults."""
+    """Read ``CRA_HOME/cra.toml``; a missing file means all defaults. Raises ``ConfigError``."""
     path = home.config_path
     if not path.exists():
         return Settings()
@@ -278,10 +379,13 @@ def load_settings(home: Home) -> Settings:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=path) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot be read: {exc}", path=path, hint="make it a readable UTF-8 file") from exc
     try:
         return _build(Settings, data, "")
-    except TypeError as exc:
-        raise ConfigError(str(exc), path=path) from exc
+    except ConfigError as exc:
+        exc.path = path  # the real file, not just its name
+        raise
 
 
 def describe_settings(settings: Settings) -> list[tuple[str, Any, str]]:

@@ -56,6 +56,14 @@ class Failed(CraError):
     """A step that should have worked did not (a clone, a lock, a wheel download): exit 1."""
 
 
+class InfraError(Failed):
+    """The infrastructure failed, not the model and not the input: a model server that cannot
+    be reached, answers 5xx or times out after every retry, an environment that breaks
+    mid-run. A run that meets one ends ``infra_error``: never counted in a resolved rate,
+    never a rejected DPO answer, retried by the next run (SWE-bench keeps these apart the
+    same way: ``swebench/harness/infra_failure.py``)."""
+
+
 class MissingWheel(Failed):
     """The wheelhouse cannot satisfy a requirement offline."""
 

@@ -19,10 +19,17 @@ refused as ``oracle_tamper``; failing tests ``tests_failed``; results whose sour
 disagree ``grading_conflict``; passing tests from a patch that reaches for the grader
 ``suspicious`` (the attempt carries the flag and never counts resolved); a test run that
 hangs ``timeout``. Model-written code runs only at the ``bwrap`` sandbox level unless
-``allow_weak_sandbox`` (``--allow-weak-sandbox``); the run records the level it used. Only
-trouble of the harness's own (a broken environment, a git error) ends a run ``error``,
-which a rerun retries. Resumable: finished runs are skipped, interrupted ones restarted
-clean (``start_run``).
+``allow_weak_sandbox`` (``--allow-weak-sandbox``); the run records the level it used.
+
+Infrastructure failures are not model failures (as SWE-bench keeps them apart): a model
+server that is down, answers 5xx or times out after every retry (``LLMUnavailable``), or
+an environment that breaks mid-run, ends the run ``infra_error``, which no resolved rate
+counts, no DPO pair uses and a rerun retries. A server that cannot be reached when the
+command starts stops it at once (``LLMClient.preflight``), and so does one that stops
+answering mid-way (checked after each infra_error run): the runs left are not burned as
+failures. Trouble of the harness's own (a git or index error) ends a run ``error``, also
+retried. Resumable: finished runs are skipped (``force`` redoes them), interrupted ones
+restarted clean (``start_run``).
 """
 
 from __future__ import annotations
@@ -52,8 +59,9 @@ from appliance.db.runs import (
 )
 from appliance.db.tasks import TaskRecord, list_tasks
 from appliance.db.triples import save_plan, set_plan_score
-from appliance.errors import BadInput, CraError, Failed
+from appliance.errors import BadInput, CraError, Failed, InfraError
 from appliance.llm import LLMClient, LLMError
+from appliance.status import ApplyStatus, RunStatus
 from harness.alignment import score_plan
 from harness.candidate import CandidateEnv, EvalOptions, evaluate, task_env
 from harness.executor import execute
@@ -121,13 +129,17 @@ def run_repo(
     home: Home, db: Database, name: str, *, client: LLMClient | None = None,
     temperatures: Sequence[float] = (0.2,), samples: int = 1, max_attempts: int = 3,
     limit: int | None = None, adapter: str | None = None, progress: Progress | None = None,
-    options: PipelineOptions | None = None, workers: int = 1,
+    options: PipelineOptions | None = None, workers: int = 1, force: bool = False,
 ) -> dict[str, Any]:
     """Run the pipeline on the valid tasks of ``name``; returns the summary table as a dict.
 
     ``client=None``: the retrieval planner only (runs end ``planned``; one run per task,
     temperatures and samples do not apply). Ctrl-C stops between stages: the current run
-    stays ``running`` and the next call restarts it clean.
+    stays ``running`` and the next call restarts it clean. ``force`` runs finished runs
+    again (their rows are reset); without it they are skipped.
+
+    Raises ``InfraError`` (exit 1) before any run when the model server cannot be reached,
+    and after the run that found it gone when it stops answering mid-way.
 
     ``workers`` > 1 runs that many runs at once, each worker a process of its own with its
     own database connection, index handle and worktree slot: for a server that batches
@@ -146,6 +158,7 @@ def run_repo(
     if client is not None:  # the model's code will run: only where the host is hidden
         require_full_isolation(options.evaluation.level, what="model-written code",
                                allow_weak=options.evaluation.allow_weak_sandbox)
+        client.preflight()
     tasks = [t for t in list_tasks(db, name, status="valid") if t.parent]
     if limit is not None:
         tasks = tasks[:limit]
@@ -168,7 +181,8 @@ def run_repo(
         seen.append(run)
         tick(len(seen), len(units), run)
 
-    work = _Work(home=home, name=name, client=client, adapter=adapter, max_attempts=max_attempts, options=options)
+    work = _Work(home=home, name=name, client=client, adapter=adapter, max_attempts=max_attempts,
+                 options=options, force=force)
     if workers > 1 and client is not None and len(units) > 1:
         _run_in_processes(work, db, units, min(workers, len(units)), report)
     else:
@@ -181,6 +195,9 @@ def run_repo(
         "model": model, "adapter": adapter or "", "tasks": len(tasks), "ran": ran, "skipped": skipped,
         "mean_plan_score": round(sum(scores) / len(scores), 4) if scores else None,
     })
+    if summary["infra_errors"]:
+        summary["note"] = (f"{summary['infra_errors']} run(s) hit an infrastructure error and are not "
+                           "counted; run again to retry them")
     if client is None:
         summary["note"] = "no model configured: retrieval planner only, no execute stage"
     return summary
@@ -199,6 +216,7 @@ class _Work:
     adapter: str | None
     max_attempts: int
     options: PipelineOptions
+    force: bool = False
 
 
 Unit = tuple[TaskRecord, RunKey]
@@ -213,7 +231,7 @@ def _run_units(work: _Work, db: Database, units: Sequence[Unit], report: Callabl
         for task, key in units:
             if state is None or state.task.sha != task.sha:  # units come task by task
                 state = _Task(task)
-            run = start_run(db, key)
+            run = start_run(db, key, force=work.force)
             if run.finished:
                 report(run, False)
                 continue
@@ -221,6 +239,18 @@ def _run_units(work: _Work, db: Database, units: Sequence[Unit], report: Callabl
                            client=work.client, adapter=work.adapter, max_attempts=work.max_attempts,
                            options=work.options)
             report(run, True)
+            if run.status == RunStatus.INFRA_ERROR and work.client is not None:
+                _still_there(work.client, run)
+
+
+def _still_there(client: LLMClient, run: RunRecord) -> None:
+    """After an infra_error run: stop the whole command if the server is gone, rather than
+    burn every run left as one more infra_error (raises ``InfraError``)."""
+    try:
+        client.preflight()
+    except InfraError as exc:
+        raise InfraError(f"{exc.message}; it stopped answering during run {run.id}",
+                         hint="the finished runs are stored: run the same command again once it is back") from exc
 
 
 def _run_in_processes(
@@ -326,11 +356,11 @@ def _run_one(
         return _model_run(home, db, name, repo_dir, index, state, run, retrieval, client=client,
                           adapter=adapter, max_attempts=max_attempts, options=options, started=started)
     except CraError as exc:  # git, index or environment trouble: the harness's, retried by a rerun
-        return finish_run(db, run.id, status="error", attempts=get_run(db, run.id).attempts,
+        return finish_run(db, run.id, status=RunStatus.ERROR, attempts=get_run(db, run.id).attempts,
                           failure_kind="harness_error",
                           summary={"error": str(exc), "seconds": round(time.monotonic() - started, 3)})
     except Exception as exc:  # noqa: BLE001 - a bug of cra: kept with the run, the next run goes on
-        return finish_run(db, run.id, status="error", attempts=get_run(db, run.id).attempts,
+        return finish_run(db, run.id, status=RunStatus.ERROR, attempts=get_run(db, run.id).attempts,
                           failure_kind="internal_error",
                           summary={"error": f"{type(exc).__name__}: {exc}",
                                    "traceback": traceback.format_exc()[-4000:]})
@@ -343,16 +373,54 @@ def _retrieval_run(
     assert state.task.parent is not None
     plan = retrieval_plan(index, state.task.parent, retrieval, kind=options.kind)
     if plan is None:
-        save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, apply_status="not_run",
+        save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, apply_status=ApplyStatus.NOT_RUN,
                                        validation={"kind": "no_plan"}))
-        return finish_run(db, run.id, status="planned", attempts=1, failure_kind="no_plan",
+        return finish_run(db, run.id, status=RunStatus.PLANNED, attempts=1, failure_kind="no_plan",
                           summary={"plan_id": None, "plan_score": None,
                                    "reason": "retrieval found no file for the instruction"})
     pid, score = _store_plan(db, name, state, plan, run, 1)
-    save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, plan_id=pid, apply_status="not_run",
+    save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, plan_id=pid, apply_status=ApplyStatus.NOT_RUN,
                                    validation={"kind": "planned", "plan_score": score}))
-    return finish_run(db, run.id, status="planned", attempts=1,
+    return finish_run(db, run.id, status=RunStatus.PLANNED, attempts=1,
                       summary={"plan_id": pid, "plan_score": score, "files": plan.files()})
+
+
+@dataclass
+class _ModelRun:
+    """One model run in progress: what its stages share, and what each attempt leaves to the next."""
+
+    home: Home
+    db: Database
+    name: str
+    repo_dir: Path
+    index: SymbolIndex
+    state: _Task
+    run: RunRecord
+    client: LLMClient
+    adapter: str | None
+    options: PipelineOptions
+    started: float
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    last_kind: str = "tests_failed"
+    isolation: str | None = None  # the sandbox level its candidates ran at
+
+    def finish(self, status: str, attempts: int, *, failure_kind: str | None = None,
+               error: str | None = None) -> RunRecord:
+        steps = attempts if status == RunStatus.RESOLVED else None
+        return finish_run(self.db, self.run.id, status=status, attempts=attempts, steps_to_green=steps,
+                          failure_kind=failure_kind, isolation=self.isolation,
+                          summary=_summary(self.history, self.scores, self.started, self.options.evaluation.slot,
+                                           error=error))
+
+    def retry(self, record: AttemptRecord, kind: str, answer: str, shown: str, feedback: str) -> None:
+        """Store a failed attempt and give the model its answer and what went wrong."""
+        self.last_kind = kind
+        save_attempt(self.db, record)
+        self.history.append(record.validation)
+        self.messages = repair_messages(self.messages, answer, shown, feedback)
 
 
 def _model_run(
@@ -360,112 +428,112 @@ def _model_run(
     retrieval: Retrieval, *, client: LLMClient, adapter: str | None, max_attempts: int,
     options: PipelineOptions, started: float,
 ) -> RunRecord:
+    """Plan -> execute -> validate, repaired up to ``max_attempts`` times; every attempt stored."""
     task = state.task
     assert task.parent is not None
     first, files = first_plan_prompt(index, task.parent, task.instruction, retrieval, kind=options.kind)
     if not files:
-        save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, apply_status="not_run",
+        save_attempt(db, AttemptRecord(run_id=run.id, attempt=1, apply_status=ApplyStatus.NOT_RUN,
                                        validation={"kind": "no_plan"}))
-        return finish_run(db, run.id, status="failed", attempts=1, failure_kind="no_plan",
+        return finish_run(db, run.id, status=RunStatus.FAILED, attempts=1, failure_kind="no_plan",
                           summary={"reason": "the parent commit has no indexed source file"})
-    messages = first
-    last_kind = "tests_failed"
-    history: list[dict[str, Any]] = []
-    scores: list[float] = []
-    isolation: str | None = None
-    seed_base = 1000 * run.sample
+    m = _ModelRun(home, db, name, repo_dir, index, state, run, client, adapter, options, started,
+                  messages=first, files=files)
     for attempt in range(1, max_attempts + 1):
-        bound = client.for_run(run, attempt=attempt)
-        seed = seed_base + attempt
-        record = AttemptRecord(run_id=run.id, attempt=attempt, apply_status="not_run")
+        ended = _attempt(m, attempt)
+        if ended is not None:
+            return ended
+    return m.finish(RunStatus.FAILED, max_attempts, failure_kind=m.last_kind)
+
+
+def _attempt(m: _ModelRun, attempt: int) -> RunRecord | None:
+    """One attempt; the finished run when it ends the run, None when a repair follows."""
+    task, run = m.state.task, m.run
+    assert task.parent is not None
+    bound = m.client.for_run(run, attempt=attempt)
+    seed = 1000 * run.sample + attempt
+    record = AttemptRecord(run_id=run.id, attempt=attempt, apply_status=ApplyStatus.NOT_RUN)
+    try:
+        outcome = model_plan(bound, m.messages, m.files, kind=m.options.kind, temperature=run.temperature,
+                             adapter=m.adapter, seed=seed)
+        if outcome.plan is None:
+            record.validation = {"kind": "bad_output", "stage": "plan", "error": outcome.error}
+            record.test_output = f"the plan is not usable: {outcome.error}"
+            m.retry(record, "bad_output", outcome.text or "(empty)", "",
+                    f"Your answer was not a usable plan: {outcome.error}")
+            return None
+        plan = outcome.plan
+        record.plan_id, score = _store_plan(m.db, m.name, m.state, plan, run, attempt)
+        if score is not None:
+            m.scores.append(score)
+        result = execute(bound, task.instruction, plan, m.repo_dir, task.parent, temperature=run.temperature,
+                         adapter=m.adapter, seed=seed, spans=symbol_spans(m.index, task.parent, plan))
+    except LLMError as exc:
+        # The server's failure (down, 5xx, timeouts after retries) is no model failure.
+        infra = isinstance(exc, InfraError)
+        record.validation = {"kind": RunStatus.INFRA_ERROR.value if infra else "llm_error", "stage": exc.stage,
+                             "status": exc.status, "error": str(exc)}
+        save_attempt(m.db, record)
+        m.history.append(record.validation)
+        if infra:
+            return m.finish(RunStatus.INFRA_ERROR, attempt, failure_kind=exc.status, error=str(exc))
+        return m.finish(RunStatus.FAILED, attempt, failure_kind="llm_error", error=str(exc))
+    record.edits = result.rendered
+    if result.status in ("bad_output", "no_edits"):
+        record.apply_status, record.apply_error = ApplyStatus.NO_EDITS, result.error
+        record.validation = {"kind": "bad_output", "stage": "execute", "error": result.error, "plan_score": score}
+        record.test_output = result.text[-4000:]
+        m.retry(record, "bad_output", plan_text(plan), result.text[:2000],
+                f"The edits could not be read: {result.error}")
+        return None
+    if result.status == "apply_error":
+        record.apply_status, record.apply_error = ApplyStatus.APPLY_ERROR, result.error
+        record.validation = {"kind": "apply_error", "error": result.error, "plan_score": score}
+        m.retry(record, "apply_error", plan_text(plan), result.rendered, f"The edits do not apply: {result.error}")
+        return None
+    return _validate_stage(m, attempt, record, plan, result, score)
+
+
+def _validate_stage(m: _ModelRun, attempt: int, record: AttemptRecord, plan: Plan, result: Any,
+                    score: float | None) -> RunRecord | None:
+    """Check the applied edits in the task's environment (``harness.candidate.evaluate``)."""
+    state, task = m.state, m.state.task
+    if state.env is None and state.env_error is None:
         try:
-            outcome = model_plan(bound, messages, files, kind=options.kind, temperature=run.temperature,
-                                 adapter=adapter, seed=seed)
-            if outcome.plan is None:
-                last_kind = "bad_output"
-                record.validation = {"kind": "bad_output", "stage": "plan", "error": outcome.error}
-                record.test_output = f"the plan is not usable: {outcome.error}"
-                save_attempt(db, record)
-                history.append(record.validation)
-                messages = repair_messages(messages, outcome.text or "(empty)", "",
-                                           f"Your answer was not a usable plan: {outcome.error}")
-                continue
-            plan = outcome.plan
-            record.plan_id, score = _store_plan(db, name, state, plan, run, attempt)
-            if score is not None:
-                scores.append(score)
-            result = execute(bound, task.instruction, plan, repo_dir, task.parent, temperature=run.temperature,
-                             adapter=adapter, seed=seed, spans=symbol_spans(index, task.parent, plan))
-        except LLMError as exc:
-            record.validation = {"kind": "llm_error", "stage": exc.stage, "status": exc.status, "error": str(exc)}
-            save_attempt(db, record)
-            history.append(record.validation)
-            return finish_run(db, run.id, status="failed", attempts=attempt, failure_kind="llm_error",
-                              summary=_summary(history, scores, started, options.evaluation.slot, error=str(exc)))
-        record.edits = result.rendered
-        if result.status in ("bad_output", "no_edits"):
-            last_kind = "bad_output"
-            record.apply_status = "no_edits"
-            record.apply_error = result.error
-            record.validation = {"kind": "bad_output", "stage": "execute", "error": result.error, "plan_score": score}
-            record.test_output = result.text[-4000:]
-            save_attempt(db, record)
-            history.append(record.validation)
-            messages = repair_messages(messages, plan_text(plan), result.text[:2000],
-                                       f"The edits could not be read: {result.error}")
-            continue
-        if result.status == "apply_error":
-            last_kind = "apply_error"
-            record.apply_status = "apply_error"
-            record.apply_error = result.error
-            record.validation = {"kind": "apply_error", "error": result.error, "plan_score": score}
-            save_attempt(db, record)
-            history.append(record.validation)
-            messages = repair_messages(messages, plan_text(plan), result.rendered,
-                                       f"The edits do not apply: {result.error}")
-            continue
-        if state.env is None and state.env_error is None:
-            try:
-                state.env = task_env(home, db, task)
-            except CraError as exc:
-                state.env_error = str(exc)
-        if state.env is None:
-            record.apply_status = "applied"
-            record.validation = {"kind": "env_error", "error": state.env_error}
-            save_attempt(db, record)
-            return finish_run(db, run.id, status="error", attempts=attempt, failure_kind="env_error",
-                              summary=_summary(history, scores, started, options.evaluation.slot, error=state.env_error))
-        ev = evaluate(home, task, result.edits, state.env, options=options.evaluation)
-        if ev.kind == "env_error":
-            record.apply_status = "applied"
-            record.validation = {"kind": "env_error", "error": ev.output}
-            save_attempt(db, record)
-            return finish_run(db, run.id, status="error", attempts=attempt, failure_kind="env_error",
-                              summary=_summary(history, scores, started, options.evaluation.slot, error=ev.output))
-        record.apply_status = {"apply_error": "apply_error", "oracle_tamper": "oracle_tamper"}.get(
-            ev.kind, "applied")
-        record.apply_error = ev.apply_error
-        record.validation = {
-            "kind": ev.kind, "fail_to_pass": ev.fail_to_pass, "pass_to_pass": ev.pass_to_pass,
-            "restored": ev.restored, "seconds": ev.seconds, "plan_score": score,
-            "isolation": ev.isolation or None, "conflict": ev.conflict,
-        }
-        record.test_output = ev.output
-        record.resolved = ev.resolved
-        record.suspicious = bool(ev.suspicious)
-        record.suspicious_reason = "; ".join(ev.suspicious) or None
-        save_attempt(db, record)
-        history.append({"kind": ev.kind})
-        isolation = ev.isolation or isolation
-        if ev.resolved:
-            return finish_run(db, run.id, status="resolved", attempts=attempt, steps_to_green=attempt,
-                              summary=_summary(history, scores, started, options.evaluation.slot),
-                              isolation=isolation)
-        last_kind = ev.kind
-        messages = repair_messages(messages, plan_text(plan), result.rendered, ev.output)
-    return finish_run(db, run.id, status="failed", attempts=max_attempts, failure_kind=last_kind,
-                      summary=_summary(history, scores, started, options.evaluation.slot),
-                      isolation=isolation)
+            state.env = task_env(m.home, m.db, task)
+        except CraError as exc:
+            state.env_error = str(exc)
+    # The environment is the infrastructure: when it is missing or breaks, that is no model failure.
+    if state.env is None:
+        record.apply_status = ApplyStatus.APPLIED
+        record.validation = {"kind": "env_error", "error": state.env_error}
+        save_attempt(m.db, record)
+        return m.finish(RunStatus.INFRA_ERROR, attempt, failure_kind="env_error", error=state.env_error)
+    ev = evaluate(m.home, task, result.edits, state.env, options=m.options.evaluation)
+    if ev.kind == "env_error":
+        record.apply_status = ApplyStatus.APPLIED
+        record.validation = {"kind": "env_error", "error": ev.output}
+        save_attempt(m.db, record)
+        return m.finish(RunStatus.INFRA_ERROR, attempt, failure_kind="env_error", error=ev.output)
+    record.apply_status = {"apply_error": ApplyStatus.APPLY_ERROR, "oracle_tamper": ApplyStatus.ORACLE_TAMPER}.get(
+        ev.kind, ApplyStatus.APPLIED)
+    record.apply_error = ev.apply_error
+    record.validation = {
+        "kind": ev.kind, "fail_to_pass": ev.fail_to_pass, "pass_to_pass": ev.pass_to_pass,
+        "restored": ev.restored, "seconds": ev.seconds, "plan_score": score,
+        "isolation": ev.isolation or None, "conflict": ev.conflict,
+    }
+    record.test_output = ev.output
+    record.resolved = ev.resolved
+    record.suspicious = bool(ev.suspicious)
+    record.suspicious_reason = "; ".join(ev.suspicious) or None
+    m.isolation = ev.isolation or m.isolation
+    if ev.resolved:
+        save_attempt(m.db, record)
+        m.history.append({"kind": ev.kind})
+        return m.finish(RunStatus.RESOLVED, attempt)
+    m.retry(record, ev.kind, plan_text(plan), result.rendered, ev.output)
+    return None
 
 
 def _summary(history: list[dict[str, Any]], scores: list[float], started: float, slot: int, *,

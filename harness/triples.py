@@ -55,6 +55,7 @@ from appliance.db.triples import (
 )
 from appliance.errors import BadInput, CraError, NotFound
 from appliance.records import CommitRecord
+from appliance.status import RunStatus
 from harness import pysource
 from harness.alignment import DEFAULT_WEIGHTS, Weights, score_plan
 from harness.edits import EditError, diff_hunks, gold_edits, read_texts, render_edits
@@ -511,8 +512,11 @@ def run_records(db: Database, name: str) -> list[RunRecord]:
     author_ts = {c.sha: c.author_ts for c in get_commits(db, name)}
     records: list[RunRecord] = []
     for run in list_runs(db, name):
-        if run.status not in ("resolved", "failed"):
-            continue  # planned (no model), running or broken runs teach nothing here
+        if run.status not in (RunStatus.RESOLVED, RunStatus.FAILED):
+            # planned (no model), running and broken runs teach nothing here, and an
+            # infra_error run is the server's or the environment's failure: its answers
+            # are never a rejected DPO answer.
+            continue
         trace = get_run_trace(db, run.id)
         resolved = {a.attempt: a.resolved for a in trace.attempts}
         scores = {p["attempt"]: p.get("score") for p in trace.plans if p.get("score") is not None}

@@ -536,15 +536,16 @@ def supplement(
 # ----------------------------------------------------------------------------- a whole repo
 
 
-def parse_since(since: str | datetime | int | None) -> int | None:
-    """--since as epoch seconds: an ISO date/time (UTC when naive), a datetime or seconds."""
+def parse_since(since: str | datetime | int | None, *, option: str = "--since") -> int | None:
+    """A date option (``--since``, ``--before``) as epoch seconds: an ISO date/time (UTC when
+    naive), a datetime or seconds; ``BadInput`` naming ``option`` otherwise."""
     if since is None or isinstance(since, int):
         return since
     if isinstance(since, str):
         try:
             since = datetime.fromisoformat(since)
         except ValueError as exc:
-            raise BadInput(f"--since {since!r} is not a date", hint="use YYYY-MM-DD") from exc
+            raise BadInput(f"{option} {since!r} is not a date", hint="use YYYY-MM-DD") from exc
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     return int(since.timestamp())

@@ -89,3 +89,92 @@ def test_console_script_runs_without_traceback(home) -> None:
 def test_supplement_without_a_model_says_what_to_pass(home, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["harness", "validate", "lib", "--supplement"]) == 2
     assert "--supplement needs a model" in capsys.readouterr().err
+
+
+def _argv_for(path: tuple[str, ...], folder: Path) -> list[str]:
+    """``cra PATH`` with a value that parses for every required argument and option."""
+    cmd: click.Command = cli
+    for part in path:
+        cmd = cmd.commands[part]  # type: ignore[attr-defined]
+    argv = list(path)
+    for param in cmd.params:
+        if not param.required:
+            continue
+        value = str(folder) if isinstance(param.type, click.Path) else "1"
+        if isinstance(param, click.Option):
+            argv += [param.opts[0], value]
+        else:
+            argv.append(value)
+    return argv
+
+
+LEAVES = [p for p in ALL_COMMANDS if not isinstance(
+    __import__("functools").reduce(lambda c, part: c.commands[part], p, cli), click.Group)]
+
+
+@pytest.mark.parametrize("path", LEAVES, ids=" ".join)
+def test_every_command_checks_the_settings_file(path, home, tmp_path: Path, capsys) -> None:
+    home.config_path.write_text("[mining]\nmin_files = 2.5\n")
+    folder = tmp_path / "arg"
+    folder.mkdir()
+    assert main(_argv_for(path, folder)) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cra.toml" in err and "min_files must be an integer" in err
+    # --help still works with a broken file: it reads nothing.
+    assert main([*path, "--help"]) == 0
+
+
+@pytest.mark.parametrize("argv", [
+    ["harness", "tasks", "lib", "--status", "bogus"],
+    ["harness", "runs", "lib", "--status", "bogus"],
+    ["triples", "build", "lib", "--status", "bogus"],
+])
+def test_status_values_are_checked_everywhere(argv, home, capsys) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'bogus' is not one of" in err and "--status" in err
+
+
+def test_a_bad_before_date_names_before(home, tmp_path: Path, capsys) -> None:
+    assert main(["triples", "export", "--out", str(tmp_path / "out"), "--before", "last week"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--before 'last week' is not a date" in err and "--since" not in err
+
+
+def test_an_unexpected_exception_is_reported_as_a_cra_bug_with_its_log(home, monkeypatch, capsys) -> None:
+    import appliance.db.corpus
+
+    def broken(db):
+        raise ZeroDivisionError("the list went wrong")
+
+    monkeypatch.setattr(appliance.db.corpus, "list_repos", broken)
+    assert main(["corpus", "list"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "ZeroDivisionError" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: this is a cra bug") and "the list went wrong" in last
+    [log] = home.logs.glob("crash-*.log")
+    assert str(log) in last.replace("\n", "")
+    text = log.read_text()
+    assert text.startswith("cra corpus list\n") and "ZeroDivisionError: the list went wrong" in text
+
+
+def test_progress_lines_when_stderr_is_not_a_terminal() -> None:
+    import io
+
+    from rich.console import Console
+
+    from appliance.cli.base import ProgressLines
+
+    out = io.StringIO()
+    lines = ProgressLines(Console(file=out, width=200), interval=3600)
+    for done in range(0, 101):
+        lines("validate", done, 100)
+    lines("validate", 100, 100)  # repeated: nothing new to say
+    got = out.getvalue().splitlines()
+    assert [g.split(",")[0] for g in got] == ["validate: 0/100 (0%)", "validate: 100/100 (100%)"]
+    out.truncate(0), out.seek(0)
+    every = ProgressLines(Console(file=out, width=200), interval=0)
+    for done in range(4):
+        every("import", done, 3)
+    assert len(out.getvalue().splitlines()) == 4

@@ -200,3 +200,24 @@ def test_every_status_enum_matches_its_check_clause(db: Database, table: str, co
     assert clause, f"{table}.{column} has no CHECK list"
     allowed = re.findall(r"'([^']+)'", clause.group(1))
     assert allowed == status.values(getattr(status, enum_name))
+
+
+def test_the_migration_runner_keeps_dashes_and_semicolons_inside_string_literals(tmp_path: Path) -> None:
+    # The runner once cut every line at '--': a literal holding it would have been corrupted.
+    script = """
+        -- a comment line; with a semicolon
+        CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL);  -- trailing comment
+        INSERT INTO notes (body) VALUES ('pip install --no-index -- x; y');
+        /* a block comment; -- inside */
+        INSERT INTO notes (body) VALUES ('it''s -- fine
+        over two lines; really');
+        -- only a comment at the end
+    """
+    statements = migrations._statements(script)
+    assert len(statements) == 3 and not any(s.lstrip().startswith("--") and "\n" not in s for s in statements)
+    conn = sqlite3.connect(tmp_path / "x.db")
+    for statement in statements:
+        conn.execute(statement)
+    bodies = [r[0] for r in conn.execute("SELECT body FROM notes ORDER BY id")]
+    assert bodies == ["pip install --no-index -- x; y", "it's -- fine\n        over two lines; really"]
+    conn.close()

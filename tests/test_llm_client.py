@@ -29,8 +29,8 @@ from appliance.db.runs import (
     summarize_runs,
 )
 from appliance.db.triples import save_plan
-from appliance.errors import BadInput, ConfigError, CraError
-from appliance.llm import Completion, LLMClient, LLMConfig, LLMError, ProviderError
+from appliance.errors import BadInput, ConfigError, CraError, InfraError
+from appliance.llm import Completion, LLMClient, LLMConfig, LLMError, LLMUnavailable, ProviderError
 from appliance.llm.calllog import MemoryCallLog
 from appliance.llm.providers.scripted import ScriptedProvider, ScriptExhausted, scripted
 from appliance.records import RepoRecord
@@ -134,9 +134,36 @@ def test_retries_are_bounded_then_a_typed_failure(db: Database) -> None:
 
 def test_a_bad_request_is_not_retried(db: Database) -> None:
     client, sleeps = _client(scripted(ProviderError("bad_request", "HTTP 400: too long"), "x"), db)
-    with pytest.raises(LLMError, match="bad_request"):
+    with pytest.raises(LLMError, match="bad_request") as info:
         client.complete(PROMPT, stage="plan")
     assert [r.status for r in list_calls(db)] == ["bad_request"] and sleeps == []
+    # The server answered and refused the request: that is no outage.
+    assert not isinstance(info.value, InfraError)
+
+
+@pytest.mark.parametrize("status", ["timeout", "server_error", "connection_error"])
+def test_a_server_failing_every_retry_is_an_infrastructure_error(db: Database, status: str) -> None:
+    client, _ = _client(scripted(*[ProviderError(status, "down")] * 2), db, max_retries=1)
+    with pytest.raises(LLMUnavailable) as info:
+        client.complete(PROMPT, stage="execute")
+    err = info.value
+    assert isinstance(err, InfraError) and isinstance(err, LLMError)  # kept apart, still an LLMError
+    assert (err.status, err.tries, err.exit_code) == (status, 2, 1)
+
+
+def test_a_library_failure_is_not_an_infrastructure_error(db: Database) -> None:
+    def crash(request):
+        raise RuntimeError("llama_decode returned -1")
+
+    client, _ = _client(ScriptedProvider([crash]), db)
+    with pytest.raises(LLMError) as info:
+        client.complete(PROMPT, stage="plan")
+    assert not isinstance(info.value, InfraError)
+
+
+def test_preflight_passes_a_provider_with_nothing_to_ping() -> None:
+    client, _ = _client(scripted("a"))
+    client.preflight()  # in process: nothing to reach
 
 
 def test_garbage_under_a_schema_is_recorded_as_bad_output_not_raised(db: Database) -> None:
@@ -331,7 +358,32 @@ def test_runs_are_listed_and_summarised(db: Database, repo: str) -> None:
     assert summary["by_status"] == {"resolved": 2, "failed": 1, "running": 1}
     assert summary["resolved_rate"] == round(2 / 3, 4) and summary["mean_attempts"] == round(7 / 3, 3)
     assert summary["mean_steps_to_green"] == 2.0 and summary["failure_kinds"] == {"tests_failed": 1}
+    assert summary["infra_errors"] == 0
     assert get_run(db, c.id).finished_at is not None
+
+
+def test_infra_error_runs_are_counted_apart_and_retried_by_a_rerun(db: Database, repo: str) -> None:
+    good = start_run(db, _key(repo, sample=0))
+    down = start_run(db, _key(repo, sample=1))
+    finish_run(db, good.id, status="resolved", attempts=1)
+    finish_run(db, down.id, status="infra_error", attempts=1, failure_kind="connection_error")
+    summary = summarize_runs(list_runs(db, repo))
+    # An outage is not a 0: the rate is over the runs the model finished.
+    assert summary["resolved_rate"] == 1.0 and summary["infra_errors"] == 1
+    assert summary["failure_kinds"] == {} and summary["by_status"] == {"resolved": 1, "infra_error": 1}
+    assert not get_run(db, down.id).finished
+    again = start_run(db, _key(repo, sample=1))
+    assert again.id == down.id and again.status == "running" and again.failure_kind is None
+
+
+def test_force_restarts_a_finished_run_clean(db: Database, repo: str) -> None:
+    run = start_run(db, _key(repo))
+    client, _ = _client(scripted("a"), db)
+    client.bound(run_id=run.id).complete(PROMPT, stage="plan")
+    finish_run(db, run.id, status="failed", attempts=1, failure_kind="tests_failed")
+    assert start_run(db, _key(repo)).finished  # without force: kept, for the caller to skip
+    again = start_run(db, _key(repo), force=True)
+    assert again.id == run.id and again.status == "running" and get_run_trace(db, run.id).calls == []
 
 
 def test_a_call_record_refuses_an_unknown_status() -> None:

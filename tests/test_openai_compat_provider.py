@@ -23,8 +23,8 @@ from tinymodel import named_files, plan_prompt, tiny_model  # tests/ is on sys.p
 
 from appliance.db.core import Database
 from appliance.db.runs import list_calls
-from appliance.errors import BadInput
-from appliance.llm import LLMClient, LLMConfig, LLMError
+from appliance.errors import BadInput, InfraError
+from appliance.llm import LLMClient, LLMConfig, LLMError, LLMUnavailable
 from appliance.llm.providers.openai_compat import (
     OpenAICompatProvider,
     normalise_base,
@@ -262,10 +262,34 @@ def test_a_500_is_recorded_and_retried_until_it_passes(fake, db: Database) -> No
 
 def test_500s_past_the_retry_budget_are_a_typed_failure(fake, db: Database) -> None:
     server = fake([(500, {"error": "boom"})] * 5, models=["tiny"])
-    with pytest.raises(LLMError, match="server_error") as info:
+    with pytest.raises(LLMUnavailable, match="server_error") as info:
         _client(server.url, db, max_retries=1).complete(plan_prompt(TASK, FILES), stage="execute")
     assert info.value.tries == 2 and len(server.bodies) == 2
     assert [r.status for r in list_calls(db)] == ["server_error"] * 2
+    assert isinstance(info.value, InfraError)  # the server's failure, not the model's
+
+
+def test_a_400_is_the_requests_failure_not_the_servers(fake, db: Database) -> None:
+    server = fake([(400, {"error": "prompt is longer than the context"})], models=["tiny"])
+    with pytest.raises(LLMError, match="bad_request") as info:
+        _client(server.url, db, max_retries=3).complete(plan_prompt(TASK, FILES), stage="plan")
+    assert not isinstance(info.value, InfraError) and len(server.bodies) == 1
+
+
+def test_preflight_names_an_unreachable_server_before_any_request(db: Database) -> None:
+    url = f"http://127.0.0.1:{_free_port()}/v1"
+    client = _client(url, db)
+    with pytest.raises(InfraError, match="127.0.0.1") as info:
+        client.preflight()
+    assert info.value.exit_code == 1 and url in str(info.value) and "nothing was run" in str(info.value)
+    assert list_calls(db) == []  # a ping is not a model call
+
+
+def test_preflight_accepts_a_live_server_with_or_without_a_model_listing(fake, silent_server) -> None:
+    _client(fake([], models=["tiny"]).url, None).preflight()
+    _client(fake([], models=None).url, None).preflight()  # 404 on /models: alive all the same
+    with pytest.raises(InfraError, match="not available"):
+        _client(silent_server, None, timeout_s=0.3).preflight()
 
 
 def test_garbage_under_a_schema_is_recorded_bad_output_not_a_crash(fake, db: Database) -> None:
@@ -288,7 +312,7 @@ def test_a_body_that_is_not_json_is_a_server_error(fake, db: Database) -> None:
 
 def test_a_refused_connection_is_recorded_and_retried(db: Database) -> None:
     url = f"http://127.0.0.1:{_free_port()}/v1"
-    with pytest.raises(LLMError) as info:
+    with pytest.raises(LLMUnavailable) as info:
         _client(url, db, max_retries=2).complete(plan_prompt(TASK, FILES), stage="plan")
     assert info.value.status == "connection_error" and info.value.tries == 3
     assert [r.status for r in list_calls(db)] == ["connection_error"] * 3

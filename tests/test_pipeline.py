@@ -209,15 +209,132 @@ def test_garbage_answers_are_recorded_bad_output(world: World) -> None:
 
 
 @network
-def test_a_model_that_times_out_is_a_recorded_llm_error(world: World) -> None:
-    client, _ = _client(world.db, [ProviderError("timeout", "no answer in 300 s")], "hangs")
+def test_a_server_that_times_out_after_every_retry_is_an_infra_error_a_rerun_retries(world: World) -> None:
+    client, _ = _client(world.db, [ProviderError("timeout", "no answer in 300 s")] * 2, "hangs", max_retries=1)
     summary = _run(world, client, max_attempts=3)
-    assert summary["failure_kinds"] == {"llm_error": 1}
+    # Not a model failure: no failure kind, no resolved rate of 0, counted apart.
+    assert summary["failure_kinds"] == {} and summary["resolved_rate"] is None
+    assert summary["by_status"] == {"infra_error": 1} and summary["infra_errors"] == 1
+    assert "retry" in summary["note"]
     [run] = [r for r in list_runs(world.db, "calc") if r.model == "hangs"]
-    assert run.status == "failed" and run.attempts == 1
+    assert run.status == "infra_error" and run.failure_kind == "timeout" and run.attempts == 1
     [attempt] = get_run_trace(world.db, run.id).attempts
-    assert attempt.validation["status"] == "timeout"
-    assert [c.status for c in list_calls(world.db, run_id=run.id)] == ["timeout"]
+    assert attempt.validation["kind"] == "infra_error" and attempt.validation["status"] == "timeout"
+    assert [c.status for c in list_calls(world.db, run_id=run.id)] == ["timeout", "timeout"]
+    # The server is back: the same command retries the run (by default, no --force needed).
+    back, _ = _client(world.db, [PLAN, RIGHT_EDIT_POLLUTED], "hangs")
+    again = _run(world, back, max_attempts=3)
+    assert (again["ran"], again["skipped"], again["by_status"]) == (1, 0, {"resolved": 1})
+    assert again["infra_errors"] == 0 and [c.status for c in list_calls(world.db, run_id=run.id)] == ["ok", "ok"]
+
+
+@network
+def test_a_broken_environment_is_an_infra_error_not_the_models(world: World) -> None:
+    # The task's era has lost its lock since validation: no environment can be had for it.
+    world.db.conn.execute("UPDATE eras SET status = 'unresolvable'")
+    try:
+        client, _ = _client(world.db, [PLAN, RIGHT_EDIT_POLLUTED], "no-env")
+        summary = _run(world, client, max_attempts=2)
+    finally:
+        world.db.conn.execute("UPDATE eras SET status = 'locked'")
+    [run] = [r for r in list_runs(world.db, "calc") if r.model == "no-env"]
+    assert run.status == "infra_error" and run.failure_kind == "env_error", run.summary
+    assert summary["resolved_rate"] is None and summary["infra_errors"] == 1
+
+
+@network
+def test_infra_error_runs_never_give_a_rejected_dpo_answer(world: World) -> None:
+    from harness.triples import run_dpo, run_records, run_sft
+
+    # Attempt 1 fails its tests (a model failure), attempt 2 meets a dead server: the run is
+    # infra_error, and nothing it said may become training data.
+    down, _ = _client(world.db, [PLAN, WRONG_EDIT, ProviderError("server_error", "HTTP 502")], "dpo-down")
+    _run(world, down, max_attempts=2)
+    [infra] = [r for r in list_runs(world.db, "calc") if r.model == "dpo-down"]
+    assert infra.status == "infra_error" and infra.failure_kind == "server_error"
+    good, _ = _client(world.db, [PLAN, RIGHT_EDIT_POLLUTED], "dpo-up")
+    _run(world, good, max_attempts=1)
+    records = run_records(world.db, "calc")
+    assert infra.id not in {r.run_id for r in records}
+    triples = run_sft(records) + run_dpo(records)
+    assert triples and not any(infra.id in t.source_runs for t in triples)
+    # The control: the same answers from a run the model really failed do make a pair.
+    failed, _ = _client(world.db, [PLAN, WRONG_EDIT], "dpo-failed")
+    _run(world, failed, max_attempts=1)
+    [bad] = [r for r in list_runs(world.db, "calc") if r.model == "dpo-failed"]
+    pairs = run_dpo(run_records(world.db, "calc"))
+    assert any(bad.id in t.source_runs and t.stage == "execute" for t in pairs)
+    assert not any(infra.id in t.source_runs for t in pairs)
+
+
+@network
+def test_force_runs_finished_runs_again(world: World) -> None:
+    client, _ = _client(world.db, [PLAN, RIGHT_EDIT_POLLUTED] * 2, "forced")
+    assert _run(world, client, max_attempts=1)["ran"] == 1
+    assert _run(world, client, max_attempts=1)["skipped"] == 1
+    again = _run(world, client, max_attempts=1, force=True)
+    assert (again["ran"], again["skipped"], again["by_status"]) == (1, 0, {"resolved": 1})
+    [run] = [r for r in list_runs(world.db, "calc") if r.model == "forced"]
+    assert len(list_calls(world.db, run_id=run.id)) == 2  # the first try's calls were replaced
+
+
+class _DyingServer:
+    """A real OpenAI-compatible server on loopback that answers ``answers`` then goes away."""
+
+    def __init__(self, answers: list[str]):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.answers = list(answers)
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _send(self, body: dict) -> None:
+                raw = json.dumps(body).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def do_GET(self) -> None:
+                self._send({"object": "list", "data": [{"id": "dying"}]})
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                content = outer.answers.pop(0)
+                self._send({"choices": [{"index": 0, "finish_reason": "stop",
+                                         "message": {"role": "assistant", "content": content}}],
+                            "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
+                if not outer.answers:  # the last answer given: the server dies
+                    threading.Thread(target=outer.stop, daemon=True).start()
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@network
+def test_a_server_that_dies_mid_run_stops_the_command_and_loses_nothing(world: World) -> None:
+    from appliance.errors import InfraError
+
+    server = _DyingServer([PLAN])  # the plan is answered, then nothing listens any more
+    cfg = LLMConfig(provider="openai_compat", endpoint=server.url, model="dying", max_retries=1,
+                    retry_backoff_s=0, timeout_s=10)
+    client = LLMClient.from_config(cfg, log=world.db)
+    with pytest.raises(InfraError, match="stopped answering during run"):
+        _run(world, client, max_attempts=2, temperatures=[0.2, 0.8])
+    runs = [r for r in list_runs(world.db, "calc") if r.model == "dying"]
+    assert [(r.status, r.failure_kind) for r in runs] == [("infra_error", "connection_error")]
+    calls = list_calls(world.db, run_id=runs[0].id)
+    assert [c.status for c in calls] == ["ok", "connection_error", "connection_error"]
 
 
 @network
@@ -376,3 +493,27 @@ def test_runs_become_sft_and_dpo_triples_with_the_prompts_the_pipeline_sent(worl
     sent = [c.messages for c in list_calls(world.db, run_id=good_run.id) if c.stage == "execute"]
     assert any(json.loads(r["prompt"]) == sent[0] for r in rows if r["kind"] == "sft" and r["stage"] == "execute")
     assert build_from_runs(world.db, "calc")["added"] == 0  # rerun: nothing new
+
+
+def test_an_unreachable_endpoint_fails_the_command_at_once_naming_it(planned, capsys) -> None:
+    import socket
+
+    from appliance.cli import main
+
+    home, db, _ = planned
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    assert main(["harness", "run", "calc", "--endpoint", url, "--model", "coder"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and url in err and "not available" in err
+    assert list_runs(db, "calc") == [] and list_calls(db) == []  # nothing recorded as a failure
+
+
+def test_a_piped_run_prints_progress_lines(planned, capsys) -> None:
+    from appliance.cli import main
+
+    assert main(["harness", "run", "calc"]) == 0
+    err = capsys.readouterr().err
+    assert "run: 0/1 (0%)" in err and "run: 1/1 (100%)" in err

@@ -7,6 +7,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from appliance.cli.base import App, cli, console, emit_json, err_console, pass_app, progress_bar
+from appliance.status import RunStatus, TaskStatus, values
+
+TIMEOUT_HELP = "Seconds one sandboxed pytest run may take (default: [harness] test_timeout_s, 300)."
+
+
+def _limits(app: App, timeout: float | None):  # -> harness.sandbox.Limits
+    """The sandbox limits of one test run: ``--timeout``, else ``[harness] test_timeout_s``.
+
+    The CPU limit grows with a long timeout, so a slow suite is not killed by SIGXCPU first.
+    """
+    from harness.sandbox import Limits
+
+    seconds = float(timeout) if timeout is not None else app.settings.harness.test_timeout_s
+    return Limits(timeout_s=seconds, cpu_s=max(600, int(2 * seconds)))
 
 
 @cli.group()
@@ -28,11 +42,13 @@ def harness() -> None:
 @click.option("--endpoint", metavar="URL", help="With --supplement: an OpenAI-compatible server.")
 @click.option("--allow-weak-sandbox", is_flag=True,
               help="With --supplement: run the model's tests even where the sandbox cannot hide the host.")
+@click.option("--timeout", type=click.FloatRange(min=1), metavar="SECONDS", help=TIMEOUT_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the per-status counts as JSON.")
 @pass_app
 def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | None, since: str | None,
                      workers: int | None, force: bool, supplement: bool, model: str | None,
-                     endpoint: str | None, allow_weak_sandbox: bool, as_json: bool) -> None:
+                     endpoint: str | None, allow_weak_sandbox: bool, timeout: float | None,
+                     as_json: bool) -> None:
     """Turn NAME's kept commits into validated tasks (FAIL_TO_PASS / PASS_TO_PASS), offline.
 
     Each commit runs its own test files in the sandbox at the parent with the commit's test
@@ -40,6 +56,7 @@ def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | No
     continues where a crash or Ctrl-C stopped."""
     from harness.validation import ValidationOptions, validate_repo
 
+    options = ValidationOptions(limits=_limits(app, timeout), allow_weak_sandbox=allow_weak_sandbox)
     generator = None
     if supplement:
         from appliance.llm.client import LLMClient
@@ -51,8 +68,8 @@ def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | No
         generator = ModelTestGenerator(LLMClient.from_config(cfg, log=app.db))
     with progress_bar() as tick:
         counts = validate_repo(app.home, app.db, name, shas=list(shas) or None, limit=limit, since=since,
-                               workers=workers, force=force, generator=generator,
-                               options=ValidationOptions(allow_weak_sandbox=allow_weak_sandbox),
+                               workers=workers, force=force, generator=generator, options=options,
+                               lease_s=app.settings.harness.lease_s,
                                progress=lambda done, total, task: tick("validate", done, total))
     if as_json:
         emit_json(counts)
@@ -67,7 +84,7 @@ def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | No
 @harness.command("tasks")
 @click.argument("name")
 @click.option("--commit", "sha", metavar="SHA", help="Show this task whole (both patches and test lists).")
-@click.option("--status", help="Only tasks with this status (valid, no_fail_to_pass, env_error, ...).")
+@click.option("--status", type=click.Choice(values(TaskStatus)), help="Only tasks with this status.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def harness_tasks(app: App, name: str, sha: str | None, status: str | None, as_json: bool) -> None:
@@ -124,16 +141,21 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--allow-weak-sandbox", is_flag=True,
               help="Run the model's code even where the sandbox cannot hide the host (no bubblewrap); "
               "every run records the level it used.")
+@click.option("--timeout", type=click.FloatRange(min=1), metavar="SECONDS", help=TIMEOUT_HELP)
+@click.option("--force", is_flag=True, help="Run again the runs that already finished (resolved, failed, planned).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def harness_run(app: App, name: str, model: str | None, endpoint: str | None, adapter: str | None,
                 temperatures: str, samples: int, max_attempts: int, limit: int | None, workers: int,
-                allow_weak_sandbox: bool, as_json: bool) -> None:
+                allow_weak_sandbox: bool, timeout: float | None, force: bool, as_json: bool) -> None:
     """Run the agent (index, retrieve, plan, execute, validate, repair) on NAME's valid tasks.
 
     Every LLM call, retrieval, plan (with its alignment score) and attempt is stored.
     With no model configured (no --model/--endpoint, no [llm] in cra.toml) it runs the
-    retrieval planner only. Resumable: finished runs are skipped."""
+    retrieval planner only. Resumable: finished runs are skipped; runs that ended in an
+    infrastructure error (server down, 5xx, timeouts after retries, a broken environment)
+    are retried. A model server that cannot be reached at the start stops the command at
+    once (exit 1)."""
     from appliance.llm.client import LLMClient
     from harness.candidate import EvalOptions
     from harness.pipeline import PipelineOptions, run_repo
@@ -146,9 +168,10 @@ def harness_run(app: App, name: str, model: str | None, endpoint: str | None, ad
         with progress_bar() as tick:
             summary = run_repo(app.home, app.db, name, client=client, temperatures=_floats(temperatures),
                                samples=samples, max_attempts=max_attempts, limit=limit, adapter=adapter,
-                               workers=workers, progress=lambda done, total, run: tick("run", done, total),
-                               options=PipelineOptions(
-                                   evaluation=EvalOptions(allow_weak_sandbox=allow_weak_sandbox)))
+                               workers=workers, force=force,
+                               options=PipelineOptions(evaluation=EvalOptions(
+                                   limits=_limits(app, timeout), allow_weak_sandbox=allow_weak_sandbox)),
+                               progress=lambda done, total, run: tick("run", done, total))
     finally:
         if client is not None:
             client.close()
@@ -157,15 +180,18 @@ def harness_run(app: App, name: str, model: str | None, endpoint: str | None, ad
         return
     table = Table("", "", title=f"{name}: {summary.get('mode')} runs")
     for key in ("tasks", "ran", "skipped", "runs", "by_status", "resolved_rate", "mean_attempts",
-                "mean_steps_to_green", "mean_plan_score", "failure_kinds"):
+                "mean_steps_to_green", "mean_plan_score", "failure_kinds", "infra_errors"):
         if key in summary:
             table.add_row(key, escape(str(summary[key])))
     console.print(table)
+    if summary.get("infra_errors"):
+        err_console.print(f"[yellow]{summary['infra_errors']} run(s) hit an infrastructure error[/] (not counted "
+                          f"in the resolved rate): run the same command again to retry them")
 
 
 @harness.command("runs")
 @click.argument("name")
-@click.option("--status", help="Only runs with this status (resolved, failed, planned, error, running).")
+@click.option("--status", type=click.Choice(values(RunStatus)), help="Only runs with this status.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def harness_runs(app: App, name: str, status: str | None, as_json: bool) -> None:

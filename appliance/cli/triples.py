@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from appliance.cli.base import App, cli, console, emit_json, err_console, pass_app
+from appliance.status import TaskStatus, values
 
 
 @cli.group()
@@ -19,7 +20,7 @@ def triples() -> None:
 @triples.command("build")
 @click.argument("name")
 @click.option("--status", "statuses", multiple=True, default=("valid",), show_default=True,
-              help="Task statuses to learn from (repeatable).")
+              type=click.Choice(values(TaskStatus)), help="Task statuses to learn from (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
 def triples_build(app: App, name: str, statuses: tuple[str, ...], as_json: bool) -> None:
@@ -75,7 +76,7 @@ def triples_export(app: App, out: Path, sft_format: str, repo: str | None, befor
     from harness.triples import export
     from harness.validation import parse_since
 
-    manifest = export(app.db, out, sft_format=sft_format, repo=repo, before_ts=parse_since(before))
+    manifest = export(app.db, out, sft_format=sft_format, repo=repo, before_ts=parse_since(before, option="--before"))
     for name, f in manifest["files"].items():
         console.print(f"{out / name}: {f['rows']} rows")
     if not manifest["files"]:

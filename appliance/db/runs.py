@@ -2,9 +2,10 @@
 
 The only module that writes those tables. A run is one (task, model, adapter,
 temperature, sample) and its row is the resumption point of ``cra harness run``: a
-finished run (``resolved``, ``failed``, ``planned``) is skipped by a rerun, an
-interrupted (``running``) or crashed (``error``) one starts over, its partial children
-removed in the same transaction so a trace never mixes two tries.
+finished run (``resolved``, ``failed``, ``planned``) is skipped by a rerun unless forced,
+an interrupted (``running``), crashed (``error``) or infrastructure-failed
+(``infra_error``) one starts over, its partial children removed in the same transaction
+so a trace never mixes two tries. ``infra_error`` runs never count in a resolved rate.
 
 Everything one run did is kept: each LLM request try (``log_call``), each retrieval
 (``log_retrieval``) and each attempt's edits and test outcome (``save_attempt``);
@@ -203,11 +204,12 @@ def find_run(db: Database, key: RunKey) -> RunRecord | None:
     return _row_to_run(row) if row is not None else None
 
 
-def start_run(db: Database, key: RunKey) -> RunRecord:
+def start_run(db: Database, key: RunKey, *, force: bool = False) -> RunRecord:
     """The run for ``key``: a finished one as it is (the caller skips it), else a fresh start.
 
-    An existing ``running`` (interrupted) or ``error`` run is reset to ``running`` with
-    its attempts, retrievals and LLM calls removed, in one transaction.
+    An existing ``running`` (interrupted), ``error`` or ``infra_error`` run, or with
+    ``force`` any run, is reset to ``running`` with its attempts, plans, retrievals and LLM
+    calls removed, in one transaction.
     """
     repo = get_repo(db, key.repo)
     if key.sample < 0:
@@ -219,7 +221,7 @@ def start_run(db: Database, key: RunKey) -> RunRecord:
             "SELECT id, status FROM runs WHERE repo_id = ? AND sha = ? AND model = ?"
             " AND adapter = ? AND temperature = ? AND sample = ?", params,
         ).fetchone()
-        if row is not None and row["status"] in FINISHED:
+        if row is not None and row["status"] in FINISHED and not force:
             run_id = int(row["id"])
         elif row is not None:
             run_id = int(row["id"])
@@ -249,9 +251,9 @@ def finish_run(
 ) -> RunRecord:
     """Close a run with its outcome; ``steps_to_green`` is the attempt that resolved it;
     ``isolation`` the sandbox level its candidates ran at (None keeps what is stored)."""
-    if status not in RUN_STATUSES or status == "running":
+    if status not in RUN_STATUSES or status == RunStatus.RUNNING:
         raise ValueError(f"a run cannot finish as {status!r}")
-    if status == "resolved" and steps_to_green is None:
+    if status == RunStatus.RESOLVED and steps_to_green is None:
         steps_to_green = attempts
     with db.write() as c:
         cur = c.execute(
@@ -277,12 +279,17 @@ def list_runs(db: Database, repo: str, *, status: str | None = None) -> list[Run
 
 
 def summarize_runs(runs: list[RunRecord]) -> dict[str, Any]:
-    """The end-of-run table: counts per status, resolved rate, mean attempts, failure kinds."""
-    finished = [r for r in runs if r.status in ("resolved", "failed")]
-    resolved = [r for r in finished if r.status == "resolved"]
+    """The end-of-run table: counts per status, resolved rate, mean attempts, failure kinds.
+
+    The resolved rate is over the runs the model finished (resolved or failed): an
+    ``infra_error`` (or ``error``) run says nothing about the model, so it is counted
+    apart (``infra_errors``), never as a 0.
+    """
+    finished = [r for r in runs if r.status in (RunStatus.RESOLVED, RunStatus.FAILED)]
+    resolved = [r for r in finished if r.status == RunStatus.RESOLVED]
     kinds: dict[str, int] = {}
     for r in finished:
-        if r.status == "failed":
+        if r.status == RunStatus.FAILED:
             kinds[r.failure_kind or "unknown"] = kinds.get(r.failure_kind or "unknown", 0) + 1
     by_status = {s: sum(1 for r in runs if r.status == s) for s in RUN_STATUSES}
     return {
@@ -293,6 +300,7 @@ def summarize_runs(runs: list[RunRecord]) -> dict[str, Any]:
         "mean_steps_to_green": (round(sum(r.steps_to_green or 0 for r in resolved) / len(resolved), 3)
                                 if resolved else None),
         "failure_kinds": dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "infra_errors": sum(1 for r in runs if r.status == RunStatus.INFRA_ERROR),
     }
 
 

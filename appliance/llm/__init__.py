@@ -12,6 +12,7 @@ from appliance.llm.client import (
     LLMClient,
     LLMConfig,
     LLMError,
+    LLMUnavailable,
     Provider,
     ProviderError,
     ProviderResult,
@@ -19,6 +20,6 @@ from appliance.llm.client import (
 )
 
 __all__ = [
-    "BoundClient", "CallContext", "Completion", "LLMClient", "LLMConfig", "LLMError",
+    "BoundClient", "CallContext", "Completion", "LLMClient", "LLMConfig", "LLMError", "LLMUnavailable",
     "Provider", "ProviderError", "ProviderResult", "Request",
 ]

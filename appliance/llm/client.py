@@ -7,8 +7,11 @@ every request lands in the raw DB the same way (``calllog``): stage, run, task, 
 model, adapter, prompt, answers, token counts, latency, temperature, seed, outcome.
 
 Failures are outcomes, not crashes. A timeout, a 5xx or a refused connection is recorded
-and retried up to ``max_retries`` times, then raised as ``LLMError`` (a ``Failed``) for
-the pipeline to record as the run's failure kind. An answer that does not match the
+and retried up to ``max_retries`` times, then raised as ``LLMUnavailable`` (an
+``LLMError`` and an ``InfraError``): the server's failure, not the model's, which the
+pipeline records as an ``infra_error`` run. Any other failed request (a 4xx, a library
+error) is an ``LLMError`` the pipeline keeps as the run's failure kind. ``preflight()``
+checks once, before any work, that a model server answers at all. An answer that does not match the
 requested JSON schema is *returned* with ``status == "bad_output"`` (and recorded so):
 the repair loop may still want to show it back to the model. A bad model path or a
 missing optional extra is the user's to fix and raises ``BadInput`` / ``MissingExtra``.
@@ -27,13 +30,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.config import CONFIG_NAME, LLMConfig
-from appliance.errors import BadInput, ConfigError, CraError, Failed
+from appliance.status import CallStatus
+from appliance.errors import BadInput, ConfigError, CraError, Failed, InfraError
 
 if TYPE_CHECKING:
     from appliance.db.core import Database
     from appliance.llm.calllog import CallLog
 
-RETRYABLE = ("timeout", "server_error", "connection_error")
+RETRYABLE = (CallStatus.TIMEOUT, CallStatus.SERVER_ERROR, CallStatus.CONNECTION_ERROR)
+"""Statuses worth retrying; still failing after every retry, they are the server's fault."""
 MAX_BACKOFF_S = 30.0
 
 Messages = list[dict[str, Any]]
@@ -86,6 +91,10 @@ class LLMError(Failed):
         self.call_ids = call_ids
 
 
+class LLMUnavailable(LLMError, InfraError):
+    """Every try timed out, got a 5xx or could not connect: the server failed, not the model."""
+
+
 @dataclass
 class Completion:
     """The answer to one ``complete()``: ``n`` texts and what they cost."""
@@ -124,6 +133,13 @@ class Provider(Protocol):
     def generate(self, request: Request) -> ProviderResult: ...
 
     def close(self) -> None: ...
+
+
+class Pingable(Protocol):
+    """A provider that can say cheaply whether it answers at all (a server's ``GET /models``).
+    Raises ``ProviderError``; in-process providers need no ping."""
+
+    def ping(self, timeout_s: float) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -208,6 +224,27 @@ class LLMClient:
     def describe(self) -> str:
         return f"{self.provider.name} {self.provider.model}"
 
+    def preflight(self, timeout_s: float = 30.0) -> None:
+        """Check that the model server answers at all, before any work starts.
+
+        Raises ``InfraError`` naming the server when it cannot be reached, times out or
+        answers 5xx, so a command fails at once instead of recording every task as a
+        failure. A provider without ``ping`` (in process) passes.
+        """
+        ping = getattr(self.provider, "ping", None)
+        if ping is None:
+            return
+        limit = min(timeout_s, self.config.timeout_s) if self.config.timeout_s > 0 else timeout_s
+        try:
+            ping(limit)
+        except ProviderError as exc:
+            if exc.status == CallStatus.BAD_REQUEST:  # it answered: a 4xx is no outage
+                return
+            where = getattr(self.provider, "base", self.describe())
+            raise InfraError(f"the model server at {where} is not available: {exc}",
+                             hint="start it (or fix --endpoint / [llm] endpoint) and run the command "
+                                  "again; nothing was run") from exc
+
     def close(self) -> None:
         self.provider.close()
 
@@ -260,7 +297,8 @@ class LLMClient:
                 if exc.retryable and try_no < tries:
                     self._sleep(min(self.config.retry_backoff_s * 2 ** (try_no - 1), MAX_BACKOFF_S))
                     continue
-                raise LLMError(
+                error_class = LLMUnavailable if exc.status in RETRYABLE else LLMError
+                raise error_class(
                     exc.status,
                     f"the {stage} call to {self.describe()} failed after {try_no} "
                     f"{'try' if try_no == 1 else 'tries'}: {exc.status}: {exc}",

@@ -164,6 +164,12 @@ class OpenAICompatProvider:
             return None
         return {str(item.get("id")) for item in items if isinstance(item, dict) and item.get("id")}
 
+    def ping(self, timeout_s: float) -> None:
+        """One ``GET /models``: raises ``ProviderError`` (connection_error, timeout,
+        server_error) when the server does not answer; a 404 means a server without a
+        listing, which is alive."""
+        self.served_models(timeout_s)
+
     def _check_name(self, name: str, timeout: float) -> None:
         if not self.check_models:
             return
