@@ -65,6 +65,12 @@ class ApplyStatus(StrEnum):
     ORACLE_TAMPER = "oracle_tamper"
 
 
+class LeaseKind(StrEnum):
+    """What a work lease claims (``leases.kind``): one unit of a command several processes share."""
+
+    VALIDATE = "validate"  # one kept commit of ``cra harness validate``
+
+
 class EraStatus(StrEnum):
     PENDING = "pending"
     LOCKED = "locked"

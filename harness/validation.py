@@ -20,6 +20,9 @@ For a repo (``validate_repo``): K workers, one checkout each (threads driving sa
 subprocesses; the GIL is idle while they wait), results written by the calling thread
 only, one transaction per task. The commits without a task row are the work left, so a
 run stopped by a crash or Ctrl-C continues where it stopped and never writes half a row.
+Each commit is claimed in the DB (a lease, renewed by a heartbeat) before a worker gets
+it, so two processes on one home share the commits, and a killed process's commits are
+taken over.
 
 Test supplementation (``supplement``): for a commit that ends ``no_fail_to_pass``, a
 ``TestGenerator`` writes tests from the diff; only those failing at the parent and passing
@@ -28,11 +31,13 @@ Test supplementation (``supplement``): for a commit that ends ``no_fail_to_pass`
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -41,10 +46,12 @@ from typing import Protocol
 from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import get_eras, get_repo
+from appliance.db.leases import DEFAULT_LEASE_S, Claim, Heartbeat, Owner, claim, release, release_all
 from appliance.db.tasks import STATUSES, TaskRecord, pending_commits, save_task
 from appliance.errors import BadInput, CraError
 from appliance.records import CommitRecord, EraRecord
-from harness.envs import EnvError, EnvSpec, ensure_env, file_lock
+from appliance.status import LeaseKind
+from harness.envs import EnvError, EnvSpec, ensure_env
 from harness.sandbox import Limits, require_full_isolation
 from harness.testrun import (
     FAILING,
@@ -564,11 +571,17 @@ def validate_repo(
     options: ValidationOptions | None = None,
     generator: TestGenerator | None = None,
     force: bool = False,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> dict[str, int]:
     """Validate the kept commits of ``name`` that have no task yet; {status: count} of this run.
 
     ``force`` re-validates commits that already have a task (their rows are replaced).
     Ctrl-C stops the run between tasks: finished tasks are stored, running ones discarded.
+
+    Several processes may validate one repo at once and share the work: each commit is
+    claimed in the DB before it is validated (``appliance.db.leases``), a commit another
+    live process holds is left to it (and waited for), and one whose owner died is taken
+    over. ``done_elsewhere`` counts the commits another process finished meanwhile.
     """
     repo = get_repo(db, name)
     eras = {e.key: e for e in get_eras(db, name)}
@@ -576,6 +589,7 @@ def validate_repo(
         db, name, shas=shas, since_ts=parse_since(since), limit=limit, include_done=force,
     )
     counts = {s: 0 for s in STATUSES}
+    counts[DONE_ELSEWHERE] = 0
     tick = progress or (lambda done, total, task: None)
     tick(0, len(commits), None)
     if not commits:
@@ -590,20 +604,18 @@ def validate_repo(
     python = options.python or repo.python_version
 
     todo: queue.Queue[CommitRecord] = queue.Queue()
-    for c in commits:
-        todo.put(c)
     done_q: queue.Queue[tuple[TaskRecord | None, BaseException | None]] = queue.Queue()
     stop = threading.Event()
 
-    def work(slot: int) -> None:
-        # The slot lock keeps two runs (two processes, or a rerun after Ctrl-C while an
-        # abandoned thread finishes its commit) out of the same checkout.
-        with file_lock(home.worktrees / name / f".slot-{slot}.lock"):
+    def work() -> None:
+        # A slot no other thread or process is using: two processes on one home each get
+        # checkouts of their own instead of queueing for the same ones.
+        with free_slot(home.worktrees / name) as slot:
             while not stop.is_set():
                 try:
-                    commit = todo.get_nowait()
+                    commit = todo.get(timeout=0.2)
                 except queue.Empty:
-                    return
+                    continue
                 try:
                     era = eras.get(commit.era_key) if commit.era_key else None
                     task = validate_commit(home, name, commit, era, slot=slot, options=options, python=python)
@@ -618,25 +630,101 @@ def validate_repo(
 
     # Daemon threads: on Ctrl-C the process may exit without waiting for running commits;
     # their sandboxes die with us (bwrap --die-with-parent, PDEATHSIG), their rows never land.
-    threads = [threading.Thread(target=work, args=(i,), daemon=True, name=f"validate-{i}") for i in range(k)]
+    threads = [threading.Thread(target=work, daemon=True, name=f"validate-{i}") for i in range(k)]
     for t in threads:
         t.start()
-    done = 0
+    owner = Owner.this_process()
+    units = _Units(db, name, commits, owner, lease_s=lease_s, redo=force)
     try:
-        while done < len(commits):
-            try:
-                task, error = done_q.get(timeout=0.5)
-            except queue.Empty:
-                if not any(t.is_alive() for t in threads) and done_q.empty():
-                    break
-                continue
-            if error is not None:
-                raise error
-            assert task is not None
-            save_task(db, task, replace=force)
-            counts[task.status] += 1
-            done += 1
-            tick(done, len(commits), task)
+        with Heartbeat(db, owner, lease_s):
+            while units.done < len(commits):
+                for commit, state in units.feed(room=k - units.in_flight):
+                    if state == Claim.DONE:
+                        counts[DONE_ELSEWHERE] += 1
+                        tick(units.done, len(commits), None)
+                    else:
+                        todo.put(commit)
+                try:
+                    task, error = done_q.get(timeout=0.5)
+                except queue.Empty:
+                    if not any(t.is_alive() for t in threads) and done_q.empty():
+                        break
+                    continue
+                if error is not None:
+                    raise error
+                assert task is not None
+                with db.write():  # the task and the end of its claim land together
+                    save_task(db, task, replace=force)
+                    release(db, LeaseKind.VALIDATE, name, task.sha, owner)
+                counts[task.status] += 1
+                units.finished()
+                tick(units.done, len(commits), task)
     finally:
         stop.set()
+        release_all(db, owner)  # what we did not finish, others may take at once
     return counts
+
+
+DONE_ELSEWHERE = "done_elsewhere"
+
+
+class _Units:
+    """Which commits this process validates: claimed in the DB before they are handed out,
+    those another live process holds checked again every ``poll`` seconds."""
+
+    def __init__(self, db: Database, name: str, commits: list[CommitRecord], owner: Owner, *,
+                 lease_s: float, redo: bool):
+        self.db, self.name, self.owner, self.lease_s, self.redo = db, name, owner, lease_s, redo
+        self.waiting: list[tuple[float, CommitRecord]] = [(0.0, c) for c in commits]
+        self.poll = max(0.5, min(5.0, lease_s / 4))
+        self.in_flight = 0
+        self.done = 0
+
+    def feed(self, room: int) -> list[tuple[CommitRecord, Claim]]:
+        """Up to ``room`` commits claimed for our workers, plus those found done elsewhere."""
+        out: list[tuple[CommitRecord, Claim]] = []
+        now = time.monotonic()
+        later: list[tuple[float, CommitRecord]] = []
+        for due, commit in self.waiting:
+            if room <= 0 or due > now:
+                later.append((due, commit))
+                continue
+            state = claim(self.db, LeaseKind.VALIDATE, self.name, commit.sha, self.owner,
+                          lease_s=self.lease_s, redo=self.redo)
+            if state == Claim.HELD:
+                later.append((now + self.poll, commit))
+                continue
+            if state == Claim.DONE:
+                self.done += 1
+            else:
+                self.in_flight += 1
+                room -= 1
+            out.append((commit, state))
+        self.waiting = later
+        return out
+
+    def finished(self) -> None:
+        self.in_flight -= 1
+        self.done += 1
+
+
+@contextmanager
+def free_slot(folder: Path) -> Iterator[int]:
+    """The lowest worktree slot whose ``.slot-N.lock`` no thread or process holds, held
+    until the block ends (``flock`` is per open file: threads exclude each other too)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    slot = 0
+    while True:
+        fh = (folder / f".slot-{slot}.lock").open("a")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            slot += 1
+            continue
+        try:
+            yield slot
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+        return

@@ -188,6 +188,7 @@ def test_migration_5_keeps_every_row_and_makes_patches_text(tmp_path: Path) -> N
     ("eras", "status", "EraStatus"), ("triples", "stage", "TripleStage"),
     ("plans", "kind", "PlanKind"), ("plans", "source", "PlanSource"),
     ("training_datasets", "slot", "AdapterSlot"), ("training_dataset_rows", "source", "DataSource"),
+    ("leases", "kind", "LeaseKind"),
 ])
 def test_every_status_enum_matches_its_check_clause(db: Database, table: str, column: str,
                                                     enum_name: str) -> None:

@@ -85,7 +85,3 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the boundary: a bug, reported as one
         return _bug(exc, argv)
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

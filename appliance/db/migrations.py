@@ -452,9 +452,33 @@ MIGRATIONS: list[Migration] = [
         rebuilds=True,
         python=_patches_as_text,
     ),
+    Migration(
+        6,
+        "leases: units of work claimed by one process at a time",
+        # Two `cra harness validate` on one home share the kept commits instead of both doing
+        # all of them: a process claims a commit by inserting its row here (UNIQUE), renews
+        # expires_ts while it works (a heartbeat) and deletes the row with the task it stores.
+        # A row whose owner is dead (same host, pid gone) or whose lease ran out is taken over.
+        """
+        CREATE TABLE leases (
+            id          INTEGER PRIMARY KEY,
+            kind        TEXT NOT NULL CHECK (kind IN ('validate')),
+            repo_id     INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+            sha         TEXT NOT NULL,
+            owner       TEXT NOT NULL,     -- host:pid:token of the claiming process
+            host        TEXT NOT NULL,
+            pid         INTEGER NOT NULL,
+            claimed_at  TEXT NOT NULL,
+            expires_ts  REAL NOT NULL,     -- epoch seconds; the heartbeat moves it on
+            taken_over  INTEGER NOT NULL DEFAULT 0,  -- times a dead owner's claim passed on
+            UNIQUE (kind, repo_id, sha)
+        );
+        CREATE INDEX leases_owner ON leases (owner);
+        """,
+    ),
 ]
 
-LATEST = MIGRATIONS[-1].version
+LATEST = max(m.version for m in MIGRATIONS)
 
 
 def _now() -> str:
