@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from appliance.errors import BadInput, ConfigError
 
 CONFIG_NAME = "cra.toml"
+IMPORT_STAGING_PREFIX = "import-"  # var/tmp/import-<name>-*: one corpus import's staging folder
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,10 @@ class Home:
     @property
     def tmp(self) -> Path:
         return self.var / "tmp"
+
+    def import_stagings(self) -> list[Path]:
+        """Staging folders of corpus imports: a running one's, or what a killed one left."""
+        return sorted(self.tmp.glob(f"{IMPORT_STAGING_PREFIX}*")) if self.tmp.is_dir() else []
 
     def repo_dir(self, name: str) -> Path:
         return self.corpus / name / "repo"

@@ -763,3 +763,147 @@ def test_the_import_git_config_refuses_every_network_transport(tmp_path: Path) -
     ):
         with pytest.raises(GitError, match="not allowed"):
             git(None, *OFFLINE_GIT, "clone", "--quiet", url, str(tmp_path / "x"))
+
+
+# --------------------------------------------------------------------------- kill -9 during import
+
+
+def _import_killed(home: Home, usb: Path, *, at: str, nth: int = 1) -> int:
+    """``import_package`` in a forked child that SIGKILLs itself at one point; its exit code.
+
+    ``at``: "copy" (the nth file copied into staging), "move" (right after the nth item is
+    moved into the home), "cleanup" (after the DB commit, as staging is removed).
+    """
+    import multiprocessing
+    import signal
+
+    def child() -> None:
+        import appliance.packaging.bundle as bundle
+
+        count = [0]
+
+        def die_on_nth() -> None:
+            count[0] += 1
+            if count[0] == nth:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        if at == "copy":
+            real_copy = bundle._copy_hashed
+
+            def copy(src: Path, dst: Path):
+                die_on_nth()
+                return real_copy(src, dst)
+
+            bundle._copy_hashed = copy
+        elif at == "move":
+            real_replace = os.replace
+            homes = (str(home.corpus), str(home.packages), str(home.manifests))
+
+            def replace(src, dst) -> None:
+                real_replace(src, dst)
+                if str(dst).startswith(homes) and "import-" in str(src):
+                    die_on_nth()
+
+            os.replace = replace
+        elif at == "cleanup":
+            real_rmtree = shutil.rmtree
+
+            def rmtree(path, *args, **kwargs) -> None:
+                if Path(path).name.startswith("import-"):
+                    die_on_nth()
+                real_rmtree(path, *args, **kwargs)
+
+            bundle.shutil.rmtree = rmtree
+        with Database(home.db_path) as db:
+            import_package(home, usb, db)
+        os._exit(0)
+
+    proc = multiprocessing.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(60)
+    return proc.exitcode
+
+
+def _advance(pkg: Package, usb: Path) -> str:
+    """The connected side moves on: a new commit, a new manifest, a new export; its head."""
+    new_head = pkg.src.commit("Accept slashes in parse_date", {"inkling/dates.py": "def parse_date(s):\n    return s\n"})
+    git(pkg.home.repo_dir(pkg.name), "pull", "--quiet", "--ff-only")
+    manifest = read_manifest(pkg.home.manifest_path(pkg.name))
+    last = dict(manifest["commits"][-1], sha=new_head, parent=manifest["head_sha"], era_key=None)
+    manifest.update(head_sha=new_head, commits=[*manifest["commits"], last])
+    write_manifest(pkg.home.manifest_path(pkg.name), manifest)
+    export_package(pkg.home, pkg.name, usb)
+    return new_head
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3])
+def test_an_import_killed_while_moving_in_leaves_nothing_the_db_does_not_know(
+    pkg: Package, tmp_path: Path, target, nth: int, monkeypatch, capsys
+) -> None:
+    from appliance.cli import main
+
+    usb = tmp_path / "usb"
+    export_package(pkg.home, pkg.name, usb)
+    home2, db2 = target
+    assert _import_killed(home2, usb, at="move", nth=nth) == -9
+    # What the kill left: items in place the DB has no row for, and a staging folder.
+    assert db2.query("SELECT * FROM repos") == [] and home2.repo_dir(pkg.name).exists()
+    assert len(home2.import_stagings()) == 1
+    # The next command that opens the DB (here a listing) undoes it.
+    monkeypatch.setenv("CRA_HOME", str(home2.root))
+    assert main(["corpus", "list", "--json"]) == 0 and json.loads(capsys.readouterr().out) == []
+    assert_nothing_imported(home2, db2, pkg.name)
+    info = import_package(home2, usb, db2).packages[0]
+    assert (info.status, info.replaced) == ("imported", False)
+    assert get_repo(db2, pkg.name).head_sha == pkg.head and list(home2.tmp.iterdir()) == []
+
+
+def test_a_reimport_killed_after_the_moves_puts_the_previous_package_back(
+    pkg: Package, tmp_path: Path, target
+) -> None:
+    usb = tmp_path / "usb"
+    export_package(pkg.home, pkg.name, usb)
+    home2, db2 = target
+    import_package(home2, usb, db2)
+    old_manifest = home2.manifest_path(pkg.name).read_bytes()
+    new_head = _advance(pkg, usb)
+    assert _import_killed(home2, usb, at="move", nth=3) == -9  # all three moved in, no DB row
+    assert git(home2.repo_dir(pkg.name), "rev-parse", "HEAD").strip() == new_head
+    # The next import undoes the killed one first, then imports the new package whole.
+    from appliance.packaging.bundle import recover_imports
+
+    assert len(recover_imports(home2, db2)) == 1
+    assert git(home2.repo_dir(pkg.name), "rev-parse", "HEAD").strip() == pkg.head
+    assert home2.manifest_path(pkg.name).read_bytes() == old_manifest
+    assert get_repo(db2, pkg.name).head_sha == pkg.head and home2.import_stagings() == []
+    info = import_package(home2, usb, db2).packages[0]
+    assert (info.status, info.replaced) == ("imported", True)
+    assert get_repo(db2, pkg.name).head_sha == new_head == git(
+        home2.repo_dir(pkg.name), "rev-parse", "HEAD").strip()
+
+
+def test_an_import_killed_while_copying_leaves_a_staging_folder_the_next_one_clears(
+    pkg: Package, tmp_path: Path, target
+) -> None:
+    usb = tmp_path / "usb"
+    export_package(pkg.home, pkg.name, usb)
+    home2, db2 = target
+    assert _import_killed(home2, usb, at="copy", nth=2) == -9
+    [stale] = home2.import_stagings()
+    assert (stale / "repo").is_dir() and not home2.repo_dir(pkg.name).exists()
+    assert import_package(home2, usb, db2).packages[0].status == "imported"
+    assert not stale.exists() and list(home2.tmp.iterdir()) == []
+
+
+def test_an_import_killed_after_its_db_commit_is_kept(pkg: Package, tmp_path: Path, target) -> None:
+    usb = tmp_path / "usb"
+    export_package(pkg.home, pkg.name, usb)
+    home2, db2 = target
+    assert _import_killed(home2, usb, at="cleanup") == -9
+    assert get_repo(db2, pkg.name).head_sha == pkg.head and len(home2.import_stagings()) == 1
+    from appliance.packaging.bundle import recover_imports
+
+    recover_imports(home2, db2)
+    assert home2.import_stagings() == [] and home2.repo_dir(pkg.name).is_dir()
+    assert git(home2.repo_dir(pkg.name), "rev-parse", "HEAD").strip() == pkg.head
+    assert import_package(home2, usb, db2).packages[0].status == "unchanged"

@@ -57,6 +57,10 @@ class App:
 
             self._db = Database(self.home.db_path)
             self.cleanup.append(self._db.close)
+            if self.home.import_stagings():  # a killed import: undo it before anything reads
+                from appliance.packaging.bundle import recover_imports
+
+                recover_imports(self.home, self._db, wait=False)
         return self._db
 
 

@@ -11,12 +11,16 @@ An exported package is one folder::
 Import trusts nothing until every checksum matches (``git bundle verify`` alone accepts a
 truncated bundle), then checks the manifest against the files, clones the bundle into a
 staging folder and moves the result into place in one go, registering the package in the
-same breath; any failure leaves the home exactly as it was. Import never touches the
-network: git may only use the file transport and pip is not involved.
+same breath; any failure leaves the home exactly as it was. A process killed half-way
+(kill -9) leaves a journal in its staging folder, and the next import (or any command that
+opens the DB) undoes its moves unless the DB row landed, then clears the folder: nothing
+stays in the home that the DB does not know of. Import never touches the network: git may
+only use the file transport and pip is not involved.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -26,13 +30,14 @@ import subprocess
 import sys
 import tempfile
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from appliance.atomic import write_atomic
-from appliance.config import Home
+from appliance.config import IMPORT_STAGING_PREFIX, Home
 from appliance.db.core import Database
 from appliance.db.corpus import get_repo, register_repo
 from appliance.errors import BadInput, BundleError, Failed, GitError, NotFound
@@ -48,6 +53,8 @@ WHEELS = "wheels"
 LOCKS = "locks"
 PARTIAL = ".cra-partial"  # suffix of files being written: never mistaken for a finished file
 APPLIANCE_DIR = "appliance"
+JOURNAL = "journal.json"
+IMPORT_LOCK = "import.lock"  # var/import.lock
 INSTALL_SCRIPT = "install-offline.sh"
 
 # Import may only read the bundle file: every other git transport is refused.
@@ -520,15 +527,14 @@ def _clone_bundle(bundle: Path, dest: Path, manifest: dict[str, Any], staging: P
     git(dest, "remote", "set-url", "origin", manifest["origin_url"])
 
 
-def _created_parents(path: Path) -> list[Path]:
-    """mkdir -p path, returning the folders it created (to remove them on rollback)."""
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders ``mkdir -p path`` would create, deepest first."""
     missing: list[Path] = []
     p = path
     while not p.exists():
         missing.append(p)
         p = p.parent
-    path.mkdir(parents=True, exist_ok=True)
-    return missing  # deepest first
+    return missing
 
 
 def _remove(path: Path) -> None:
@@ -536,6 +542,138 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
         path.unlink()
+
+
+@dataclass
+class _Move:
+    """One staged item and where it goes; ``had_old``: the target existed before the import."""
+
+    new: str
+    target: str
+    backup: str
+    had_old: bool
+
+
+@dataclass
+class _Journal:
+    """What an import is about to do to the home, written to ``staging/journal.json``
+    before the first move, so that a process killed half-way (kill -9, a power cut) can be
+    undone by the next one: moves are renames within one file system, so each item is
+    always either old, absent or new, and the journal says which is which.
+
+    The DB row is the commit point: once ``register_repo`` has stored a repo with this
+    manifest sha, the import happened; until then, recovery puts the old files back.
+    """
+
+    name: str
+    manifest_sha256: str
+    moves: list[_Move]
+    created: list[str]  # folders the moves create, deepest first: removed again on undo
+    version: int = 1
+
+    def write(self, staging: Path) -> None:
+        data = {"version": self.version, "name": self.name, "manifest_sha256": self.manifest_sha256,
+                "moves": [m.__dict__ for m in self.moves], "created": self.created}
+        write_atomic(staging / JOURNAL, json.dumps(data, indent=1) + "\n")
+
+    @classmethod
+    def read(cls, staging: Path) -> _Journal | None:
+        try:
+            data = json.loads((staging / JOURNAL).read_text(encoding="utf-8"))
+            return cls(name=data["name"], manifest_sha256=data["manifest_sha256"],
+                       moves=[_Move(**m) for m in data["moves"]], created=list(data["created"]))
+        except FileNotFoundError:
+            return None  # killed before any move: the staging folder is all there is
+
+    def apply(self) -> bool:
+        """Move the old items aside and the new ones in; True when an old package was replaced."""
+        for folder in reversed([Path(d) for d in self.created]):
+            folder.mkdir(exist_ok=True)
+        for m in self.moves:
+            if m.had_old:
+                os.replace(m.target, m.backup)
+            os.replace(m.new, m.target)
+        return any(m.had_old for m in self.moves)
+
+    def undo(self) -> None:
+        """Put the home back as it was before ``apply``, from whatever point it stopped at."""
+        for m in reversed(self.moves):
+            target, backup = Path(m.target), Path(m.backup)
+            if m.had_old and not backup.exists():
+                continue  # never moved aside: the target is still the old item
+            if target.exists() or target.is_symlink():
+                _remove(target)  # the new item, moved in
+            if m.had_old:
+                os.replace(backup, target)
+        for folder in map(Path, self.created):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+
+
+def _committed(db: Database, journal: _Journal) -> bool:
+    try:
+        return get_repo(db, journal.name).manifest_sha256 == journal.manifest_sha256
+    except NotFound:
+        return False
+
+
+def recover_imports(home: Home, db: Database, *, wait: bool = True) -> list[str]:
+    """Finish what killed imports left: undo the moves of one that never reached the DB,
+    and remove every stale ``var/tmp/import-*`` staging folder. Returns the folders cleared.
+
+    Runs under the import lock (``wait=False``: only when no import is running, else does
+    nothing), so a running import's staging folder is never touched.
+    """
+    if not home.import_stagings():
+        return []
+    with _import_lock(home, wait=wait) as locked:
+        return _recover(home, db) if locked else []
+
+
+def _recover(home: Home, db: Database) -> list[str]:
+    """``recover_imports`` for a caller that holds the import lock."""
+    cleared: list[str] = []
+    for staging in home.import_stagings():
+        journal = _Journal.read(staging)
+        if journal is not None and not _committed(db, journal):
+            journal.undo()
+        shutil.rmtree(staging)
+        cleared.append(staging.name)
+    return cleared
+
+
+@contextmanager
+def _import_lock(home: Home, *, wait: bool = True) -> Iterator[bool]:
+    """One import at a time per home (``flock``, freed when the process dies)."""
+    home.var.mkdir(parents=True, exist_ok=True)
+    with (home.var / IMPORT_LOCK).open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _stage(checked: _Checked, staging: Path) -> tuple[Path, Path, Path]:
+    """Clone the bundle and copy wheels, locks and manifest into ``staging``, each checked
+    again as it is copied; returns (repo, packages, manifest) there."""
+    m = checked.manifest
+    folder = checked.folder.resolve()
+    _clone_bundle(folder / BUNDLE, staging / "repo", m, staging)
+    pkg = staging / "packages"
+    pkg.mkdir()
+    copies = [(f"{WHEELS}/{w['file']}", pkg / w["file"]) for w in m["wheelhouse"]]
+    copies += [(e["lock"], pkg / e["lock"]) for e in m["eras"] if e["lock"]]
+    copies.append((MANIFEST, staging / MANIFEST))
+    for rel, dst in copies:
+        digest, _ = _copy_hashed(folder / rel, dst)
+        if digest != checked.sums[rel]:  # the stick changed under us, or a bad read
+            raise BundleError("changed while it was being copied", path=folder / rel, hint=_AGAIN)
+    return staging / "repo", pkg, staging / MANIFEST
 
 
 def _install(home: Home, db: Database, checked: _Checked) -> ImportedPackage:
@@ -565,57 +703,32 @@ def _install(home: Home, db: Database, checked: _Checked) -> ImportedPackage:
         return info
 
     home.tmp.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"import-{name}-", dir=home.tmp))
+    staging = Path(tempfile.mkdtemp(prefix=f"{IMPORT_STAGING_PREFIX}{name}-", dir=home.tmp))
     keep_staging = False
     try:
-        folder = checked.folder.resolve()
-        _clone_bundle(folder / BUNDLE, staging / "repo", m, staging)
-        pkg = staging / "packages"
-        pkg.mkdir()
-        copies = [(f"{WHEELS}/{w['file']}", pkg / w["file"]) for w in m["wheelhouse"]]
-        copies += [(e["lock"], pkg / e["lock"]) for e in m["eras"] if e["lock"]]
-        copies.append((MANIFEST, staging / MANIFEST))
-        for rel, dst in copies:
-            digest, _ = _copy_hashed(folder / rel, dst)
-            if digest != checked.sums[rel]:  # the stick changed under us, or a bad read
-                raise BundleError(
-                    "changed while it was being copied", path=folder / rel, hint=_AGAIN
-                )
-
+        news = _stage(checked, staging)
         repo, eras, commits = manifest_records(m, source="imported", manifest_sha256=manifest_sha)
-        news = (staging / "repo", pkg, staging / MANIFEST)
         backup = staging / "previous"
         backup.mkdir()
-        moved_old: list[tuple[Path, Path]] = []
-        moved_new: list[Path] = []
-        created: list[Path] = []
+        created = list(dict.fromkeys(p for t in targets for p in _missing_parents(t.parent)))
+        journal = _Journal(name, manifest_sha, created=[str(p) for p in created], moves=[
+            _Move(str(new), str(target), str(backup / str(i)), target.exists() or target.is_symlink())
+            for i, (new, target) in enumerate(zip(news, targets, strict=True))
+        ])
+        journal.write(staging)
         try:
-            for i, (new, target) in enumerate(zip(news, targets, strict=True)):
-                if target.exists() or target.is_symlink():
-                    shutil.move(str(target), str(backup / str(i)))
-                    moved_old.append((backup / str(i), target))
-                    info.replaced = True
-                created += _created_parents(target.parent)
-                shutil.move(str(new), str(target))
-                moved_new.append(target)
-            register_repo(db, repo, eras, commits)  # one transaction: all rows or none
+            info.replaced = journal.apply()
+            register_repo(db, repo, eras, commits)  # one transaction: the commit point
         except BaseException as exc:
-            for target in reversed(moved_new):
-                _remove(target)
             try:
-                for saved, target in reversed(moved_old):
-                    shutil.move(str(saved), str(target))
+                journal.undo()
             except OSError as undo:
                 keep_staging = True  # the previous package lives only there now: never delete it
                 raise Failed(
-                    f"import failed ({exc}) and the previous package could not be put back"
-                    f" ({undo})",
+                    f"import failed ({exc}) and the previous package could not be put back ({undo})",
                     path=backup,
-                    hint=f"move the folders under {backup} back by hand",
+                    hint="the next 'cra corpus import' tries again; or move the folders back by hand",
                 ) from exc
-            for d in created:
-                if d.is_dir() and not any(d.iterdir()):
-                    d.rmdir()
             if isinstance(exc, OSError):
                 raise Failed(
                     f"cannot move the package into place: {exc}",
@@ -649,7 +762,9 @@ def import_package(
                 hint="keep one copy of each package on the stick",
             )
         seen[name] = c.folder
-    return ImportResult(packages=[_install(home, db, c) for c in checked])
+    with _import_lock(home):
+        _recover(home, db)  # what a killed import left, before anything new lands
+        return ImportResult(packages=[_install(home, db, c) for c in checked])
 
 
 # --------------------------------------------------------------------------- appliance
