@@ -44,9 +44,12 @@ def git(
     check: bool = True,
     input: bytes | None = None,
     timeout: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> str:
-    """Run ``git -C repo args`` and return stdout as text (utf-8, undecodable bytes replaced)."""
-    return git_bytes(repo, *args, check=check, input=input, timeout=timeout).decode("utf-8", "replace")
+    """Run ``git -C repo args`` and return stdout as text (utf-8, undecodable bytes replaced).
+
+    ``env`` adds variables (e.g. ``GIT_INDEX_FILE``) to the safe environment."""
+    return git_bytes(repo, *args, check=check, input=input, timeout=timeout, env=env).decode("utf-8", "replace")
 
 
 def git_bytes(
@@ -55,6 +58,7 @@ def git_bytes(
     check: bool = True,
     input: bytes | None = None,
     timeout: float | None = None,
+    env: dict[str, str] | None = None,
 ) -> bytes:
     cmd: list[str] = ["git", *SAFE_CONFIG]
     if repo is not None:
@@ -62,7 +66,8 @@ def git_bytes(
     cmd += list(args)
     try:
         proc = subprocess.run(
-            cmd, input=input, capture_output=True, env=git_env(), timeout=timeout, check=False
+            cmd, input=input, capture_output=True, env={**git_env(), **(env or {})}, timeout=timeout,
+            check=False,
         )
     except FileNotFoundError as exc:
         raise GitError("git is not installed", hint="install git (apt-get install git)") from exc

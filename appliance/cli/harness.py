@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.markup import escape
 from rich.table import Table
@@ -84,15 +86,26 @@ def harness_validate(app: App, name: str, shas: tuple[str, ...], limit: int | No
 @harness.command("tasks")
 @click.argument("name")
 @click.option("--commit", "sha", metavar="SHA", help="Show this task whole (both patches and test lists).")
-@click.option("--status", type=click.Choice(values(TaskStatus)), help="Only tasks with this status.")
+@click.option("--status", type=click.Choice(values(TaskStatus)),
+              help="Only tasks with this status (with --format swebench: default valid).")
+@click.option("--format", "fmt", type=click.Choice(["table", "swebench"]), default="table", show_default=True,
+              help="swebench: JSONL with the fields SWE-bench, SWE-agent and mini-swe-agent read.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --format swebench: write the JSONL to this file (default: standard output).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
-def harness_tasks(app: App, name: str, sha: str | None, status: str | None, as_json: bool) -> None:
-    """List NAME's tasks, or show one whole with --commit."""
+def harness_tasks(app: App, name: str, sha: str | None, status: str | None, fmt: str, out: Path | None,
+                  as_json: bool) -> None:
+    """List NAME's tasks, show one whole with --commit, or write them in SWE-bench format."""
     from dataclasses import asdict
 
     from appliance.db.tasks import get_task, list_tasks, task_counts
 
+    if fmt == "swebench":
+        _tasks_swebench(app, name, status, out)
+        return
+    if out is not None:
+        raise click.UsageError("--out goes with --format swebench")
     if sha:
         task = get_task(app.db, name, sha)
         if as_json:
@@ -116,6 +129,45 @@ def harness_tasks(app: App, name: str, sha: str | None, status: str | None, as_j
         table.add_row(t.sha[:10], t.status, str(len(t.fail_to_pass)), str(len(t.pass_to_pass)),
                       escape((t.instruction.splitlines() or [""])[0][:70]))
     console.print(table if tasks else f"no tasks yet: run 'cra harness validate {name}'")
+
+
+def _tasks_swebench(app: App, name: str, status: str | None, out: Path | None) -> None:
+    from harness.swebench import export_instances, instances_jsonl, write_instances
+
+    rows = export_instances(app.db, name, status=status or TaskStatus.VALID)
+    if out is None:
+        click.echo(instances_jsonl(rows), nl=False)
+        return
+    write_instances(out, rows)
+    err_console.print(f"{len(rows)} SWE-bench instance(s) -> {escape(str(out))}")
+
+
+@harness.command("check-instances")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--repo", "repo", metavar="NAME", help="The repo package the instances are for (default: from their repo field).")
+@click.option("--timeout", type=click.FloatRange(min=1), metavar="SECONDS", help=TIMEOUT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@pass_app
+def harness_check_instances(app: App, file: Path, repo: str | None, timeout: float | None, as_json: bool) -> None:
+    """Validate SWE-bench-format instances from FILE (JSONL) with cra's oracle and report, per
+    instance, whether cra's FAIL_TO_PASS is the same as theirs, a subset, a superset or
+    different, and why. The instances' repo must be a package imported here; offline."""
+    from harness.swebench import check_instances
+    from harness.validation import ValidationOptions
+
+    options = ValidationOptions(limits=_limits(app, timeout))
+    with progress_bar() as tick:
+        results = check_instances(app.home, app.db, file, repo=repo, options=options,
+                                  progress=lambda done, total, r: tick("check", done, total))
+    if as_json:
+        emit_json([r.to_dict() for r in results])
+        return
+    table = Table("instance", "agreement", "cra status", "F2P theirs", "F2P cra", "reason",
+                  title=f"{file.name}: cra's oracle against the instances'")
+    for r in results:
+        table.add_row(escape(r.instance_id), r.agreement.value, r.cra_status or "-", str(len(r.theirs)),
+                      str(len(r.cra)), escape(r.reason))
+    console.print(table)
 
 
 def _floats(text: str) -> tuple[float, ...]:
