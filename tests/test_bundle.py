@@ -737,10 +737,14 @@ def test_install_offline_script_refuses_a_damaged_wheelhouse(tmp_path: Path) -> 
 
 @pytest.mark.network
 @pytest.mark.slow
-def test_export_appliance_installs_cra_with_no_network(tmp_path: Path) -> None:
+def test_export_appliance_installs_cra_with_no_network_and_its_demo_runs(tmp_path: Path, wheel_cache: Path) -> None:
     out = export_appliance(tmp_path / "usb", extras=())
     assert out == tmp_path / "usb" / "appliance"
-    assert any(p.name.startswith("cra-") for p in (out / "wheels").glob("*.whl"))
+    [cra_wheel] = [p for p in (out / "wheels").glob("*.whl") if p.name.startswith("cra-")]
+    with zipfile.ZipFile(cra_wheel) as zf:  # everything a command needs ships in the wheel
+        names = set(zf.namelist())
+    assert {"appliance/data/inkwell.bundle", "appliance/data/catalog.toml",
+            "appliance/schemas/manifest.schema.json", "appliance/schemas/swebench_instance.schema.json"} <= names
     subprocess.run(["sha256sum", "--check", "--quiet", SUMS], cwd=out, check=True)
     venv = tmp_path / "venv"
     proc = _run_install(out, venv, {})
@@ -750,6 +754,19 @@ def test_export_appliance_installs_cra_with_no_network(tmp_path: Path) -> None:
         check=True,
         cwd=tmp_path,
     )
+    # cra demo from the installed wheel, far from any checkout, with no network at all.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update(CRA_HOME=str(home), PATH=f"{venv / 'bin'}:{env.get('PATH', '')}")
+    prefix = network_free_python()[:-1]
+    demo = subprocess.run([*prefix, str(venv / "bin" / "cra"), "demo", "--wheels", str(wheel_cache)],
+                          capture_output=True, text=True, env=env, cwd=home, check=False)
+    assert demo.returncode == 0, demo.stderr[-3000:] + demo.stdout[-3000:]
+    assert "inkwell: commit funnel" in demo.stdout and f"cra --home {home / 'demo' / 'airgapped'}" in demo.stdout
+    listed = subprocess.run([str(venv / "bin" / "cra"), "corpus", "catalog", "--json"], capture_output=True,
+                            text=True, env=env, cwd=home, check=True)
+    assert any(e["name"] == "attrs" for e in json.loads(listed.stdout))
 
 
 def test_the_import_git_config_refuses_every_network_transport(tmp_path: Path) -> None:

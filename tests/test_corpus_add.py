@@ -73,6 +73,16 @@ def test_demo_runs_offline_end_to_end(home: Home, sample_wheels: Path, capsys: p
         data = funnel(db, "inkwell")
     assert data["commits"] == 53 and data["kept"] > 0
     assert (airgapped.repo_dir("inkwell") / ".git").is_dir()
+    # It says which home it used and what to run next, naming the air-gapped sub-home:
+    # the command a user copies works (before, 'no repo package named inkwell').
+    assert f"home:            {home.root}" in out.out and f"air-gapped home: {airgapped.root}" in out.out
+    commands = [line.strip() for line in out.out.splitlines() if line.startswith("  cra --home ")]
+    assert commands[0] == f"cra --home {airgapped.root} corpus funnel inkwell"
+    assert any(c.endswith("harness validate inkwell") for c in commands)
+    import shlex
+
+    assert main(shlex.split(commands[0])[1:] + ["--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["commits"] == 53
 
 
 def test_sample_flows_from_commits_to_tasks_plans_and_triples(

@@ -14,6 +14,7 @@ import difflib
 import os
 import re
 import tomllib
+from importlib import resources
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -68,11 +69,13 @@ _REQUIRED = ("name", "url", "domain", "roles", "tier", "categories")
 
 
 def default_catalog_path() -> Path:
-    """``$CRA_HOME/corpus/catalog.toml`` if there is one, else the one in cra's checkout."""
+    """``$CRA_HOME/corpus/catalog.toml`` if there is one, else the one shipped with cra
+    (``appliance/data/catalog.toml``: a link to ``corpus/catalog.toml`` in a checkout, the
+    file itself in an installed wheel)."""
     home = Path(os.environ.get("CRA_HOME") or os.getcwd()) / "corpus" / CATALOG_NAME
     if home.is_file():
         return home
-    return Path(__file__).resolve().parents[2] / "corpus" / CATALOG_NAME
+    return Path(str(resources.files("appliance").joinpath("data", CATALOG_NAME)))
 
 
 def _entry(raw: Any, index: int, path: Path) -> CatalogEntry:
@@ -143,7 +146,7 @@ def load_catalog(path: Path | str | None = None) -> list[CatalogEntry]:
         raise ConfigError(
             "the corpus catalog is missing",
             path=path,
-            hint="run cra from its checkout or put a catalog.toml in $CRA_HOME/corpus/",
+            hint="reinstall cra (its wheel ships the catalog) or put a catalog.toml in $CRA_HOME/corpus/",
         ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=path) from exc
