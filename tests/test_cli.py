@@ -100,7 +100,9 @@ def _argv_for(path: tuple[str, ...], folder: Path) -> list[str]:
     for param in cmd.params:
         if not param.required:
             continue
-        value = str(folder) if isinstance(param.type, click.Path) else "1"
+        value = "1"
+        if isinstance(param.type, click.Path):
+            value = str(folder if param.type.dir_okay else folder / "file.jsonl")
         if isinstance(param, click.Option):
             argv += [param.opts[0], value]
         else:
@@ -117,6 +119,7 @@ def test_every_command_checks_the_settings_file(path, home, tmp_path: Path, caps
     home.config_path.write_text("[mining]\nmin_files = 2.5\n")
     folder = tmp_path / "arg"
     folder.mkdir()
+    (folder / "file.jsonl").write_text("{}\n")
     assert main(_argv_for(path, folder)) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "cra.toml" in err and "min_files must be an integer" in err
