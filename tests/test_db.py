@@ -222,3 +222,15 @@ def test_the_migration_runner_keeps_dashes_and_semicolons_inside_string_literals
     bodies = [r[0] for r in conn.execute("SELECT body FROM notes ORDER BY id")]
     assert bodies == ["pip install --no-index -- x; y", "it's -- fine\n        over two lines; really"]
     conn.close()
+
+
+def test_sqlite_utils_inserts_join_the_write_transaction(db: Database) -> None:
+    # db.table(...).insert nests as a savepoint: a failure later in write() takes it back too.
+    with pytest.raises(RuntimeError), db.write():
+        db.table("schema_migrations").insert({"version": 99, "name": "x", "applied_at": "now"})
+        assert db.one("SELECT COUNT(*) FROM schema_migrations WHERE version = 99")[0] == 1
+        raise RuntimeError("a later step of the same write fails")
+    assert db.one("SELECT COUNT(*) FROM schema_migrations WHERE version = 99")[0] == 0
+    with db.write():
+        pk = db.table("schema_migrations").insert({"version": 98, "name": "y", "applied_at": "now"}).last_pk
+    assert pk == 98 and not db.conn.in_transaction

@@ -24,6 +24,7 @@ class Database:
 
     def __init__(self, path: Path | str, *, migrate: bool = True):
         self.path = Path(path)
+        self._utils: Any = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             # isolation_level=None: we issue BEGIN ourselves, so transactions are explicit.
@@ -67,6 +68,17 @@ class Database:
             raise
         else:
             self.conn.execute("COMMIT")
+
+    def table(self, name: str) -> Any:
+        """A ``sqlite_utils`` table over this connection, for wide inserts by column name
+        (``db.table("llm_calls").insert(row).last_pk``). Use it inside ``write()``: there
+        sqlite-utils nests its own transaction as a savepoint, so the one-writer rule and
+        all-or-nothing still hold."""
+        if self._utils is None:
+            import sqlite_utils
+
+            self._utils = sqlite_utils.Database(self.conn, execute_plugins=False)
+        return self._utils.table(name)
 
     def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, params).fetchall()

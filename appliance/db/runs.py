@@ -308,20 +308,19 @@ def summarize_runs(runs: list[RunRecord]) -> dict[str, Any]:
 
 
 def log_call(db: Database, rec: CallRecord) -> int:
-    with db.write() as c:
-        cur = c.execute(
-            "INSERT INTO llm_calls (run_id, repo_id, sha, stage, attempt, try_no, provider, model,"
-            " adapter, temperature, seed, n, max_tokens, messages, responses, finish_reasons,"
-            " json_schema, prompt_tokens, completion_tokens, latency_s, status, error, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (rec.run_id, rec.repo_id, rec.sha, rec.stage, rec.attempt, rec.try_no, rec.provider,
-             rec.model, rec.adapter or "", rec.temperature, rec.seed, rec.n, rec.max_tokens,
-             _json(rec.messages), _json(rec.responses), _json(rec.finish_reasons),
-             _json(rec.json_schema) if rec.json_schema is not None else None,
-             rec.prompt_tokens, rec.completion_tokens, round(rec.latency_s, 4), rec.status,
-             rec.error, rec.created_at or _now()),
-        )
-        return int(cur.lastrowid or 0)
+    row = {
+        "run_id": rec.run_id, "repo_id": rec.repo_id, "sha": rec.sha, "stage": rec.stage,
+        "attempt": rec.attempt, "try_no": rec.try_no, "provider": rec.provider, "model": rec.model,
+        "adapter": rec.adapter or "", "temperature": rec.temperature, "seed": rec.seed, "n": rec.n,
+        "max_tokens": rec.max_tokens, "messages": _json(rec.messages), "responses": _json(rec.responses),
+        "finish_reasons": _json(rec.finish_reasons),
+        "json_schema": _json(rec.json_schema) if rec.json_schema is not None else None,
+        "prompt_tokens": rec.prompt_tokens, "completion_tokens": rec.completion_tokens,
+        "latency_s": round(rec.latency_s, 4), "status": str(rec.status), "error": rec.error,
+        "created_at": rec.created_at or _now(),
+    }
+    with db.write():
+        return int(db.table("llm_calls").insert(row).last_pk)
 
 
 def _row_to_call(row: sqlite3.Row) -> CallRecord:
@@ -357,13 +356,10 @@ def log_retrieval(
     db: Database, run_id: int, *, attempt: int, query: str,
     files: list[dict[str, Any]], symbols: list[dict[str, Any]], seconds: float,
 ) -> int:
-    with db.write() as c:
-        cur = c.execute(
-            "INSERT INTO retrievals (run_id, attempt, query, files, symbols, seconds, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, attempt, query, _json(files), _json(symbols), round(seconds, 4), _now()),
-        )
-        return int(cur.lastrowid or 0)
+    row = {"run_id": run_id, "attempt": attempt, "query": query, "files": _json(files),
+           "symbols": _json(symbols), "seconds": round(seconds, 4), "created_at": _now()}
+    with db.write():
+        return int(db.table("retrievals").insert(row).last_pk)
 
 
 def save_attempt(db: Database, rec: AttemptRecord) -> int:
