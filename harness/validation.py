@@ -603,36 +603,7 @@ def validate_repo(
                                what="model-written tests (--supplement)")
     python = options.python or repo.python_version
 
-    todo: queue.Queue[CommitRecord] = queue.Queue()
-    done_q: queue.Queue[tuple[TaskRecord | None, BaseException | None]] = queue.Queue()
-    stop = threading.Event()
-
-    def work() -> None:
-        # A slot no other thread or process is using: two processes on one home each get
-        # checkouts of their own instead of queueing for the same ones.
-        with free_slot(home.worktrees / name) as slot:
-            while not stop.is_set():
-                try:
-                    commit = todo.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                try:
-                    era = eras.get(commit.era_key) if commit.era_key else None
-                    task = validate_commit(home, name, commit, era, slot=slot, options=options, python=python)
-                    if generator is not None and task.status == "no_fail_to_pass":
-                        task = supplement(
-                            home, task, commit, era, generator, slot=slot, options=options, python=python,
-                        )
-                    done_q.put((task, None))
-                except BaseException as exc:  # noqa: BLE001 - a bug: re-raised by the main thread
-                    done_q.put((None, exc))
-                    return
-
-    # Daemon threads: on Ctrl-C the process may exit without waiting for running commits;
-    # their sandboxes die with us (bwrap --die-with-parent, PDEATHSIG), their rows never land.
-    threads = [threading.Thread(target=work, daemon=True, name=f"validate-{i}") for i in range(k)]
-    for t in threads:
-        t.start()
+    pool = _Pool(home, name, eras, options=options, python=python, generator=generator, workers=k)
     owner = Owner.this_process()
     units = _Units(db, name, commits, owner, lease_s=lease_s, redo=force)
     try:
@@ -643,16 +614,10 @@ def validate_repo(
                         counts[DONE_ELSEWHERE] += 1
                         tick(units.done, len(commits), None)
                     else:
-                        todo.put(commit)
-                try:
-                    task, error = done_q.get(timeout=0.5)
-                except queue.Empty:
-                    if not any(t.is_alive() for t in threads) and done_q.empty():
-                        break
+                        pool.todo.put(commit)
+                task = pool.next_result()
+                if task is None:
                     continue
-                if error is not None:
-                    raise error
-                assert task is not None
                 with db.write():  # the task and the end of its claim land together
                     save_task(db, task, replace=force)
                     release(db, LeaseKind.VALIDATE, name, task.sha, owner)
@@ -660,9 +625,64 @@ def validate_repo(
                 units.finished()
                 tick(units.done, len(commits), task)
     finally:
-        stop.set()
+        pool.stop.set()
         release_all(db, owner)  # what we did not finish, others may take at once
     return counts
+
+
+class _Pool:
+    """K worker threads validating the commits put on ``todo``; results come back to the
+    calling thread (``next_result``), the only one that writes the DB."""
+
+    def __init__(self, home: Home, name: str, eras: dict[str, EraRecord], *, options: ValidationOptions,
+                 python: str, generator: TestGenerator | None, workers: int):
+        self.home, self.name, self.eras = home, name, eras
+        self.options, self.python, self.generator = options, python, generator
+        self.todo: queue.Queue[CommitRecord] = queue.Queue()
+        self.done: queue.Queue[tuple[TaskRecord | None, BaseException | None]] = queue.Queue()
+        self.stop = threading.Event()
+        # Daemon threads: on Ctrl-C the process may exit without waiting for running commits;
+        # their sandboxes die with us (bwrap --die-with-parent, PDEATHSIG), their rows never land.
+        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"validate-{i}")
+                        for i in range(workers)]
+        for t in self.threads:
+            t.start()
+
+    def _work(self) -> None:
+        # A slot no other thread or process is using: two processes on one home each get
+        # checkouts of their own instead of queueing for the same ones.
+        with free_slot(self.home.worktrees / self.name) as slot:
+            while not self.stop.is_set():
+                try:
+                    commit = self.todo.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                try:
+                    self.done.put((self._one(commit, slot), None))
+                except BaseException as exc:  # noqa: BLE001 - a bug: re-raised by the main thread
+                    self.done.put((None, exc))
+                    return
+
+    def _one(self, commit: CommitRecord, slot: int) -> TaskRecord:
+        era = self.eras.get(commit.era_key) if commit.era_key else None
+        task = validate_commit(self.home, self.name, commit, era, slot=slot, options=self.options,
+                               python=self.python)
+        if self.generator is not None and task.status == "no_fail_to_pass":
+            task = supplement(self.home, task, commit, era, self.generator, slot=slot, options=self.options,
+                              python=self.python)
+        return task
+
+    def next_result(self, timeout: float = 0.5) -> TaskRecord | None:
+        """A finished task, or None after ``timeout``; a worker's exception is raised here."""
+        try:
+            task, error = self.done.get(timeout=timeout)
+        except queue.Empty:
+            if not any(t.is_alive() for t in self.threads) and self.done.empty():
+                raise RuntimeError("every validation worker stopped with work left") from None
+            return None
+        if error is not None:
+            raise error
+        return task
 
 
 DONE_ELSEWHERE = "done_elsewhere"

@@ -259,6 +259,28 @@ def export_package(
     SHA256SUMS is removed before the first change and written last, so an interrupted
     export is never taken for a complete one.
     """
+    manifest, repo_dir = _local_package(home, name)
+    items = _export_items(home, name, manifest)
+    folder = Path(dest_root) / name
+    _prepare_export_folder(folder, name)
+    folder.mkdir(parents=True, exist_ok=True)
+    run = _ExportRun(folder, name)
+    run.drop_partials()
+    total = len(items) + 1
+    for done, item in enumerate(items, 1):
+        run.copy(item)
+        if progress:
+            progress(done, total)
+    run.bundle(repo_dir)
+    if progress:
+        progress(total, total)
+    run.drop_stale()
+    run.write_sums()
+    return run.result
+
+
+def _local_package(home: Home, name: str) -> tuple[dict[str, Any], Path]:
+    """The package's manifest and clone, checked to agree (``NotFound`` / ``BadInput``)."""
     repo_dir = home.repo_dir(name)
     manifest_path = home.manifest_path(name)
     if not manifest_path.exists():
@@ -282,7 +304,12 @@ def export_package(
             path=repo_dir,
             hint=f"re-run 'cra corpus add' for {name} so clone and manifest agree",
         )
+    return manifest, repo_dir
 
+
+def _export_items(home: Home, name: str, manifest: dict[str, Any]) -> list[_Item]:
+    """Manifest, locks and wheels to copy, each with the sha256 its copy must have."""
+    manifest_path = home.manifest_path(name)
     wheelhouse = home.wheelhouse(name)
     items: list[_Item] = [_Item(MANIFEST, manifest_path, sha256_file(manifest_path))]
     for era in manifest["eras"]:
@@ -299,63 +326,67 @@ def export_package(
                 path=item.source,
                 hint=f"re-run 'cra corpus add' for {name}",
             )
+    return items
 
-    folder = Path(dest_root) / name
-    _prepare_export_folder(folder, name)
-    folder.mkdir(parents=True, exist_ok=True)
-    result = ExportResult(name=name, path=folder)
-    sums_path = folder / SUMS
-    try:
-        old_sums = parse_sums(sums_path) if sums_path.is_file() else {}
-    except BundleError:
-        old_sums = {}
-    old_sums_bytes = sums_path.read_bytes() if sums_path.is_file() else b""
-    for rel in _folder_files(folder):
-        if rel.endswith(PARTIAL):  # left by an interrupted run
-            (folder / rel).unlink()
-            result.removed_files.append(rel)
 
-    invalidated = False
+class _ExportRun:
+    """One export into ``folder``: SHA256SUMS goes away before the first change
+    (``invalidate``) and comes back last (``write_sums``)."""
 
-    def invalidate() -> None:
-        nonlocal invalidated
-        if not invalidated:
-            sums_path.unlink(missing_ok=True)
-            invalidated = True
+    def __init__(self, folder: Path, name: str):
+        self.folder, self.name = folder, name
+        self.result = ExportResult(name=name, path=folder)
+        self.sums_path = folder / SUMS
+        try:
+            self.old_sums = parse_sums(self.sums_path) if self.sums_path.is_file() else {}
+        except BundleError:
+            self.old_sums = {}
+        self.old_sums_bytes = self.sums_path.read_bytes() if self.sums_path.is_file() else b""
+        self.new_sums: dict[str, str] = {}
+        self.invalidated = False
 
-    total = len(items) + 1
-    new_sums: dict[str, str] = {}
-    for done, item in enumerate(items, 1):
-        target = folder / item.rel
+    def invalidate(self) -> None:
+        if not self.invalidated:
+            self.sums_path.unlink(missing_ok=True)
+            self.invalidated = True
+
+    def drop_partials(self) -> None:
+        """Remove what an interrupted run left half-written."""
+        for rel in _folder_files(self.folder):
+            if rel.endswith(PARTIAL):
+                (self.folder / rel).unlink()
+                self.result.removed_files.append(rel)
+
+    def copy(self, item: _Item) -> None:
+        target = self.folder / item.rel
         if target.is_file() and sha256_file(target) == item.sha256:
-            result.skipped_files.append(item.rel)
+            self.result.skipped_files.append(item.rel)
         else:
-            invalidate()
+            self.invalidate()
             digest, size = _copy_hashed(item.source, target)
             if digest != item.sha256:
                 target.unlink()
                 raise BadInput(
-                    f"does not match the sha256 in manifests/{name}.json",
+                    f"does not match the sha256 in manifests/{self.name}.json",
                     path=item.source,
-                    hint=f"the local package is damaged: re-run 'cra corpus add' for {name}",
+                    hint=f"the local package is damaged: re-run 'cra corpus add' for {self.name}",
                 )
-            result.written_files.append(item.rel)
-            result.bytes_written += size
-        new_sums[item.rel] = item.sha256
-        if progress:
-            progress(done, total)
+            self.result.written_files.append(item.rel)
+            self.result.bytes_written += size
+        self.new_sums[item.rel] = item.sha256
 
-    bundle = folder / BUNDLE
-    expected_heads = _ref_heads(repo_dir)
-    if (
-        bundle.is_file()
-        and old_sums.get(BUNDLE) == sha256_file(bundle)
-        and _ref_heads(repo_dir, bundle.resolve()) == expected_heads
-    ):
-        result.skipped_files.append(BUNDLE)
-        new_sums[BUNDLE] = old_sums[BUNDLE]
-    else:
-        invalidate()
+    def bundle(self, repo_dir: Path) -> None:
+        """``git bundle --all``, unless the one there already has every ref at its sha."""
+        bundle = self.folder / BUNDLE
+        if (
+            bundle.is_file()
+            and self.old_sums.get(BUNDLE) == sha256_file(bundle)
+            and _ref_heads(repo_dir, bundle.resolve()) == _ref_heads(repo_dir)
+        ):
+            self.result.skipped_files.append(BUNDLE)
+            self.new_sums[BUNDLE] = self.old_sums[BUNDLE]
+            return
+        self.invalidate()
         tmp = bundle.with_name(BUNDLE + PARTIAL).resolve()
         try:
             git(repo_dir, "bundle", "create", "--quiet", str(tmp), "--all")
@@ -363,26 +394,25 @@ def export_package(
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        new_sums[BUNDLE] = sha256_file(bundle)
-        result.written_files.append(BUNDLE)
-        result.bytes_written += bundle.stat().st_size
-    if progress:
-        progress(total, total)
+        self.new_sums[BUNDLE] = sha256_file(bundle)
+        self.result.written_files.append(BUNDLE)
+        self.result.bytes_written += bundle.stat().st_size
 
-    # Files of an earlier export that this one no longer has (e.g. an upgraded wheel).
-    for rel in _folder_files(folder):
-        if rel not in new_sums and rel != SUMS and rel.split("/", 1)[0] in (WHEELS, LOCKS):
-            invalidate()
-            (folder / rel).unlink()
-            result.removed_files.append(rel)
+    def drop_stale(self) -> None:
+        """Files of an earlier export that this one no longer has (e.g. an upgraded wheel)."""
+        for rel in _folder_files(self.folder):
+            if rel not in self.new_sums and rel != SUMS and rel.split("/", 1)[0] in (WHEELS, LOCKS):
+                self.invalidate()
+                (self.folder / rel).unlink()
+                self.result.removed_files.append(rel)
 
-    data = format_sums(new_sums)
-    if sums_path.is_file() and data == old_sums_bytes:
-        result.skipped_files.append(SUMS)
-    else:
-        write_atomic(sums_path, data, partial_suffix=PARTIAL)
-        result.written_files.append(SUMS)
-    return result
+    def write_sums(self) -> None:
+        data = format_sums(self.new_sums)
+        if self.sums_path.is_file() and data == self.old_sums_bytes:
+            self.result.skipped_files.append(SUMS)
+        else:
+            write_atomic(self.sums_path, data, partial_suffix=PARTIAL)
+            self.result.written_files.append(SUMS)
 
 
 # --------------------------------------------------------------------------- import
