@@ -70,9 +70,9 @@ def run_demo(
     bundle: Path = SAMPLE_BUNDLE,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> DemoResult:
+    from appliance.db.corpus import funnel
     from appliance.packaging.bundle import export_package, import_package
     from appliance.packaging.corpus import add_repo
-    from appliance.db.corpus import funnel
 
     wheels = wheels or default_wheels(home)
     if not bundle.is_file():

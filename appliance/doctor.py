@@ -73,7 +73,7 @@ def tool_checks() -> list[Check]:
     git = shutil.which("git")
     version = ""
     if git:
-        version = subprocess.run([git, "--version"], capture_output=True, text=True).stdout.strip()
+        version = subprocess.run([git, "--version"], capture_output=True, text=True, check=False).stdout.strip()
     checks.append(Check("git", bool(git), version or "missing: install git"))
     from harness.sandbox import sandbox_info
 

@@ -15,7 +15,7 @@ def clean_pip_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not (k.startswith("PIP_") or k.startswith("UV_") or k in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"})
+        if not (k.startswith(("PIP_", "UV_")) or k in {"VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME"})
     }
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"

@@ -514,7 +514,7 @@ def _tox_ini(tree: _Tree, text: str, col: _Collector) -> tuple[list[Requirement]
             reqs += _requirements_file(tree, ref, col, set())
         elif "{" in line or ("://" not in line and ":" in line):
             col.notes.append(f"tox.ini: conditional or substituted dep {line!r} skipped")
-        elif line.startswith("-") or line.startswith((".", "/")):
+        elif line.startswith(("-", ".", "/")):
             continue  # -e ., -c constraints, the project itself
         else:
             reqs += col.parse([line], "tox.ini [testenv] deps")

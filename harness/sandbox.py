@@ -1117,7 +1117,9 @@ def _run(command: list[str], cwd: Path, env: dict[str, str], limits: Limits, lev
                 command, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
                 pass_fds=(channel_w,) if channel_w is not None else (),
-                preexec_fn=_make_preexec(_rlimit_pairs(limits),
+                # rlimits, the cgroup and the death signal must be set in the child between
+                # fork and exec; the hook is a few syscalls (see _make_preexec).
+                preexec_fn=_make_preexec(_rlimit_pairs(limits),  # noqa: PLW1509
                                          cgroup.procs if cgroup else None),
             )
         except OSError as exc:

@@ -46,7 +46,15 @@ from typing import Protocol
 from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import get_eras, get_repo
-from appliance.db.leases import DEFAULT_LEASE_S, Claim, Heartbeat, Owner, claim, release, release_all
+from appliance.db.leases import (
+    DEFAULT_LEASE_S,
+    Claim,
+    Heartbeat,
+    Owner,
+    claim,
+    release,
+    release_all,
+)
 from appliance.db.tasks import STATUSES, TaskRecord, pending_commits, save_task
 from appliance.errors import BadInput, CraError
 from appliance.records import CommitRecord, EraRecord

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test command: install cra with its dev tools and the CPU extras (llama, train) into
-# .venv, then run the whole suite.
+# .venv, check the code with ruff, then run the whole suite.
 # CI runs exactly this (.ci/run). Tests marked "network" use PyPI (the connected side);
 # CRA_TEST_OFFLINE=1 skips them.
 set -euo pipefail
@@ -18,4 +18,5 @@ fi
 .venv/bin/python -m pip install -q torch==2.13.0
 # llama: llama-cpp-python compiles from source once (about 6 minutes); pip caches the wheel.
 .venv/bin/python -m pip install -q -e '.[dev,llama,train]'
+.venv/bin/python -m ruff check .
 exec .venv/bin/python -m pytest -q "$@"

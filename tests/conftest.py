@@ -10,8 +10,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/repo_builder.py
 
-from appliance.config import Home  # noqa: E402
-from appliance.db.core import Database  # noqa: E402
+from appliance.config import Home
+from appliance.db.core import Database
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

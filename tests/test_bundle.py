@@ -21,6 +21,11 @@ from pathlib import Path
 import pytest
 from repo_builder import RepoBuilder
 
+from appliance.config import Home
+from appliance.db.core import Database
+from appliance.db.corpus import funnel, get_commits, get_eras, get_repo, register_repo
+from appliance.errors import BadInput, BundleError, Failed, ManifestError
+from appliance.hashing import sha256_file
 from appliance.packaging.bundle import (
     BUNDLE,
     MANIFEST,
@@ -30,11 +35,6 @@ from appliance.packaging.bundle import (
     format_sums,
     import_package,
 )
-from appliance.config import Home
-from appliance.db.core import Database
-from appliance.db.corpus import funnel, get_commits, get_eras, get_repo, register_repo
-from appliance.errors import BadInput, BundleError, Failed, ManifestError
-from appliance.hashing import sha256_file
 from appliance.packaging.manifest import build_manifest, read_manifest, write_manifest
 from appliance.records import CommitRecord, EraRecord, FileChange, RepoRecord
 from harness.git import git
@@ -770,8 +770,8 @@ def test_export_appliance_installs_cra_with_no_network_and_its_demo_runs(tmp_pat
 
 
 def test_the_import_git_config_refuses_every_network_transport(tmp_path: Path) -> None:
-    from appliance.packaging.bundle import OFFLINE_GIT
     from appliance.errors import GitError
+    from appliance.packaging.bundle import OFFLINE_GIT
 
     for url in (
         "https://example.invalid/x.git",
@@ -795,7 +795,7 @@ def _import_killed(home: Home, usb: Path, *, at: str, nth: int = 1) -> int:
     import signal
 
     def child() -> None:
-        import appliance.packaging.bundle as bundle
+        from appliance.packaging import bundle
 
         count = [0]
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.packaging.catalog import CATEGORIES, by_category, find_entry, load_catalog
 from appliance.errors import ConfigError, NotFound
+from appliance.packaging.catalog import CATEGORIES, by_category, find_entry, load_catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 CATALOG = ROOT / "corpus" / "catalog.toml"

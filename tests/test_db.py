@@ -62,10 +62,9 @@ def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_failed_write_leaves_nothing(db: Database) -> None:
-    with pytest.raises(RuntimeError):
-        with db.write():
-            register_repo(db, _repo(), [], [_commit(1, kept=True)])
-            raise RuntimeError("crash mid-transaction")
+    with pytest.raises(RuntimeError), db.write():
+        register_repo(db, _repo(), [], [_commit(1, kept=True)])
+        raise RuntimeError("crash mid-transaction")
     assert db.query("SELECT * FROM repos") == []
     assert db.query("SELECT * FROM commits") == []
 
@@ -131,7 +130,7 @@ def test_second_writer_waits_instead_of_failing(tmp_path: Path) -> None:
     assert started.wait(10)
     try:
         register_repo(second, _repo("b"), [], [])
-    except BaseException as exc:  # pragma: no cover - the failure we guard against
+    except BaseException as exc:  # noqa: BLE001 - the failure we guard against, whatever it is
         errors.append(exc)
     t.join()
     assert not errors
@@ -197,7 +196,7 @@ def test_every_status_enum_matches_its_check_clause(db: Database, table: str, co
     from appliance import status
 
     sql = db.one("SELECT sql FROM sqlite_master WHERE name = ?", (table,))[0]
-    clause = re.search(rf"\b{column}\s+TEXT NOT NULL CHECK \({column} IN \(([^)]*)\)\)", sql, re.S)
+    clause = re.search(rf"\b{column}\s+TEXT NOT NULL CHECK \({column} IN \(([^)]*)\)\)", sql, re.DOTALL)
     assert clause, f"{table}.{column} has no CHECK list"
     allowed = re.findall(r"'([^']+)'", clause.group(1))
     assert allowed == status.values(getattr(status, enum_name))

@@ -500,7 +500,7 @@ def test_an_unreachable_endpoint_fails_the_command_at_once_naming_it(planned, ca
 
     from appliance.cli import main
 
-    home, db, _ = planned
+    _, db, _ = planned
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

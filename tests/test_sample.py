@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 import tomllib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 
@@ -120,7 +120,7 @@ def test_dates_increase_from_2023_to_2025(clone: Path) -> None:
     for sha, ps in parents.items():
         for parent in ps:
             assert when[sha][0] > when[parent][0] and when[sha][1] > when[parent][1], sha
-    years = {datetime.fromtimestamp(a, timezone.utc).year for a, _ in when.values()}
+    years = {datetime.fromtimestamp(a, UTC).year for a, _ in when.values()}
     assert min(years) == 2023 and max(years) == 2025
 
 

@@ -17,7 +17,6 @@ import pytest
 from repo_builder import RepoBuilder
 
 from appliance.errors import ConfigError, Failed, LockError, MissingWheel
-from appliance.records import CommitRecord, EraRecord
 from appliance.packaging.wheelhouse import (
     _add_built_hashes,
     _find_uv,
@@ -28,6 +27,7 @@ from appliance.packaging.wheelhouse import (
     verify_wheelhouse,
     wheel_inventory,
 )
+from appliance.records import CommitRecord, EraRecord
 from harness.deps import assign_eras
 
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.config import CONFIG_NAME, LLMConfig
-from appliance.status import CallStatus
 from appliance.errors import BadInput, ConfigError, CraError, Failed, InfraError
+from appliance.status import CallStatus
 
 if TYPE_CHECKING:
     from appliance.db.core import Database

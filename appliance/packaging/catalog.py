@@ -14,8 +14,8 @@ import difflib
 import os
 import re
 import tomllib
-from importlib import resources
 from dataclasses import dataclass, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 

@@ -103,7 +103,12 @@ def add_repo(
 ) -> AddResult:
     """Package one repository: clone, mine, lock every era, fill the wheelhouse, register."""
     from appliance.packaging.manifest import build_manifest, write_manifest
-    from appliance.packaging.wheelhouse import fill_wheelhouse, lock_era, verify_wheelhouse, wheel_inventory
+    from appliance.packaging.wheelhouse import (
+        fill_wheelhouse,
+        lock_era,
+        verify_wheelhouse,
+        wheel_inventory,
+    )
     from harness.deps import assign_eras
     from harness.mining import mine_repo
 
