@@ -769,6 +769,47 @@ def test_export_appliance_installs_cra_with_no_network_and_its_demo_runs(tmp_pat
     assert any(e["name"] == "attrs" for e in json.loads(listed.stdout))
 
 
+def _pins(lock: Path) -> dict[str, int]:
+    """{name: number of hashes} of a hash-pinned requirements file."""
+    import re
+
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, int] = {}
+    current = None
+    for line in lock.read_text().splitlines():
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==[^ ;\\]+", line)
+        if m:
+            current = str(canonicalize_name(m.group(1)))
+            pins.setdefault(current, 0)
+        elif current and line.strip().startswith("--hash=sha256:"):
+            pins[current] += 1
+    return pins
+
+
+def test_the_committed_appliance_locks_cover_cras_dependencies(tmp_path: Path) -> None:
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    from appliance.packaging.bundle import appliance_lock
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = lambda reqs: {str(canonicalize_name(Requirement(r).name)) for r in reqs}
+    core = appliance_lock(ROOT)
+    llama = appliance_lock(ROOT, ("llama",))
+    assert (core.name, llama.name) == ("appliance.txt", "appliance-llama.txt")
+    for lock, wanted in ((core, names(project["dependencies"])),
+                         (llama, names(project["dependencies"]) | names(project["optional-dependencies"]["llama"]))):
+        pins = _pins(lock)
+        assert wanted <= set(pins), f"{lock.name} lacks {sorted(wanted - set(pins))}: run scripts/lock-appliance.sh"
+        assert all(n >= 1 for n in pins.values()), f"{lock.name}: a pin without a hash"
+    with pytest.raises(Failed, match="no committed lock for cra\\[gpu\\]") as info:
+        appliance_lock(ROOT, ("gpu",))
+    assert "scripts/lock-appliance.sh gpu" in str(info.value)
+
+
 def test_the_import_git_config_refuses_every_network_transport(tmp_path: Path) -> None:
     from appliance.errors import GitError
     from appliance.packaging.bundle import OFFLINE_GIT

@@ -181,3 +181,12 @@ def test_progress_lines_when_stderr_is_not_a_terminal() -> None:
     for done in range(4):
         every("import", done, 3)
     assert len(out.getvalue().splitlines()) == 4
+
+
+def test_the_code_passes_ruff_and_the_test_command_runs_it() -> None:
+    root = Path(__file__).resolve().parents[1]
+    assert ".venv/bin/python -m ruff check ." in (root / "scripts" / "test.sh").read_text()
+    pytest.importorskip("ruff", reason="the dev extra (ruff) is not installed")
+    out = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=root, capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stdout[-3000:]

@@ -819,6 +819,29 @@ def project_root() -> Path:
     return root
 
 
+def appliance_lock(root: Path, extras: Sequence[str] = ()) -> Path:
+    """The committed lock for installing ``cra[extras]``: ``packages/appliance[-extras].txt``
+    (hash-pinned, written by ``scripts/lock-appliance.sh``)."""
+    name = "-".join(("appliance", *sorted(extras))) + ".txt"
+    lock = root / "packages" / name
+    if not lock.is_file():
+        raise Failed(
+            f"there is no committed lock for cra[{','.join(extras)}]",
+            path=lock,
+            hint=f"write it with: scripts/lock-appliance.sh {' '.join(extras)}".rstrip(),
+        )
+    return lock
+
+
+def _pip_wheel(cmd: list[str], log: Path, what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_pip_env(), check=False)
+    if proc.returncode != 0:
+        log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        raise Failed(f"pip wheel of {what} failed: {lines[-1] if lines else proc.returncode}",
+                     hint=f"see {log}")
+
+
 def export_appliance(
     dest: Path,
     extras: tuple[str, ...] = ("llama",),
@@ -829,33 +852,28 @@ def export_appliance(
 ) -> Path:
     """Write ``dest/appliance/``: wheels of cra and its dependencies, install script, SHA256SUMS.
 
-    ``pip wheel`` rather than ``pip download``: dependencies published only as sdists
-    (llama-cpp-python) are built into wheels here, so the air-gapped box needs no compiler.
-    Connected side only (it asks the package index unless ``no_index``).
+    The dependencies are exactly those of the committed lock (``appliance_lock``), checked
+    against its hashes, so every box gets the versions the tests ran with; cra itself is
+    built from this checkout. ``pip wheel`` rather than ``pip download``: dependencies
+    published only as sdists (llama-cpp-python) are built into wheels here, so the
+    air-gapped box needs no compiler. Connected side only (it asks the package index
+    unless ``no_index``).
     """
     root = project_root()
+    lock = appliance_lock(root, extras)
     out = Path(dest) / APPLIANCE_DIR
     wheels = out / WHEELS
     wheels.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
     log = out / "pip-wheel.log"
-    spec = f"{root}[{','.join(extras)}]" if extras else str(root)
-    cmd = [python or sys.executable, "-m", "pip", "wheel", "--wheel-dir", str(build)]
+    base = [python or sys.executable, "-m", "pip", "wheel", "--wheel-dir", str(build)]
     if no_index:
-        cmd.append("--no-index")
+        base.append("--no-index")
     for fl in find_links:
-        cmd += ["--find-links", str(fl)]
-    cmd.append(spec)
+        base += ["--find-links", str(fl)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=clean_pip_env(), check=False)
-        if proc.returncode != 0:
-            log.write_text(proc.stdout + proc.stderr, encoding="utf-8")
-            lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
-            raise Failed(
-                f"pip wheel of cra[{','.join(extras)}] failed:"
-                f" {lines[-1] if lines else proc.returncode}",
-                hint=f"see {log}",
-            )
+        _pip_wheel([*base, "--require-hashes", "-r", str(lock)], log, f"the locked dependencies ({lock.name})")
+        _pip_wheel([*base, "--no-deps", str(root)], log, "cra")
         log.unlink(missing_ok=True)
         built = {p.name: p for p in build.glob("*.whl")}
         for old in wheels.glob("*.whl"):
