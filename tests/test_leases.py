@@ -8,7 +8,6 @@ whose tests are slow enough for two processes to overlap.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
@@ -19,15 +18,15 @@ from pathlib import Path
 
 import pytest
 from repo_builder import RepoBuilder
-from test_validation import PYPROJECT, make_package
-from wheels import make_lock
+from test_validation import PYPROJECT
+from wheels import locked_era
 
 from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import register_repo
 from appliance.db.leases import Claim, Heartbeat, Owner, claim, held, release, release_all
 from appliance.db.tasks import TaskRecord, save_task, task_counts
-from appliance.records import CommitRecord, EraRecord, FileChange, RepoRecord
+from appliance.records import CommitRecord, FileChange, RepoRecord
 from appliance.status import LeaseKind
 
 V = LeaseKind.VALIDATE
@@ -126,11 +125,7 @@ def slow_home(tmp_path: Path, wheel_cache: Path) -> Home:
     import shutil
 
     shutil.copytree(src.path, home.repo_dir("calc"))
-    wheelhouse = make_package(home, "calc", wheel_cache)
-    lock = make_lock(wheel_cache, wheelhouse / "locks" / "good.txt")
-    era = EraRecord(key="a" * 64, requirements=["pytest"], build_requires=["setuptools>=64"], first_commit=base,
-                    lock_path="locks/good.txt", lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest(),
-                    status="locked")
+    era = locked_era(home, "calc", wheel_cache, base)
     with Database(home.db_path) as db:
         register_repo(db, RepoRecord("calc", str(src.path), parent, "main",
                                      f"{sys.version_info[0]}.{sys.version_info[1]}", "python -m pytest"),

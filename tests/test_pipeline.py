@@ -12,7 +12,6 @@ The retrieval-planner tests need no environment: they store a valid task directl
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -21,8 +20,8 @@ from pathlib import Path
 
 import pytest
 from repo_builder import RepoBuilder
-from test_validation import PYPROJECT, make_package
-from wheels import make_lock
+from test_validation import PYPROJECT
+from wheels import locked_era
 
 from appliance.config import Home
 from appliance.db.core import Database
@@ -34,7 +33,7 @@ from appliance.db.triples import list_plans
 from appliance.errors import BadInput
 from appliance.llm import LLMClient, LLMConfig, ProviderError
 from appliance.llm.providers.scripted import ScriptedProvider
-from appliance.records import CommitRecord, EraRecord, FileChange, RepoRecord
+from appliance.records import CommitRecord, FileChange, RepoRecord
 from harness.candidate import EvalOptions, evaluate, task_env
 from harness.edits import parse_edits
 from harness.pipeline import PipelineOptions, run_repo, trace_text
@@ -104,11 +103,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> World:
     home = Home(root / "home")
     src, base, sha = _build_repo(root)
     shutil.copytree(src.path, home.repo_dir("calc"))
-    wheelhouse = make_package(home, "calc", wheel_cache)
-    lock = make_lock(wheel_cache, wheelhouse / "locks" / "good.txt")
-    era = EraRecord(key="a" * 64, requirements=["pytest"], build_requires=["setuptools>=64"], first_commit=base,
-                    lock_path="locks/good.txt", lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest(),
-                    status="locked")
+    era = locked_era(home, "calc", wheel_cache, base)
     db = Database(home.db_path)
     register_repo(db, RepoRecord("calc", str(src.path), sha, "main", _python(), "python -m pytest"),
                   [era], [_commit(base, sha, era.key)])

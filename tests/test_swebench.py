@@ -3,7 +3,6 @@ with cra's oracle, on a real repo validated offline from a real wheelhouse."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
@@ -12,15 +11,15 @@ from pathlib import Path
 
 import pytest
 from repo_builder import RepoBuilder
-from test_validation import PYPROJECT, make_package
-from wheels import make_lock
+from test_validation import PYPROJECT
+from wheels import locked_era
 
 from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import register_repo
 from appliance.db.tasks import get_task
 from appliance.errors import BadInput, NotFound
-from appliance.records import CommitRecord, EraRecord, FileChange, RepoRecord
+from appliance.records import CommitRecord, FileChange, RepoRecord
 from harness.sandbox import Limits
 from harness.swebench import (
     INSTANCE_FIELDS,
@@ -60,11 +59,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> World:
     sha = src.commit("Fix add so it adds\n\nadd() subtracted.", {"calc/__init__.py": FIXED,
                                                                  "tests/test_calc.py": TEST_ADD})
     shutil.copytree(src.path, home.repo_dir("calc"))
-    wheelhouse = make_package(home, "calc", wheel_cache)
-    lock = make_lock(wheel_cache, wheelhouse / "locks" / "good.txt")
-    era = EraRecord(key="e" * 64, requirements=["pytest"], build_requires=["setuptools>=64"], first_commit=base,
-                    lock_path="locks/good.txt", lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest(),
-                    status="locked")
+    era = locked_era(home, "calc", wheel_cache, base, key="e" * 64)
     commit = CommitRecord(sha=sha, parent=base, author_date="2020-09-13T13:00:00+00:00", author_ts=1_600_002_600,
                           title="Fix add so it adds", message="Fix add so it adds\n\nadd() subtracted.\n",
                           files=[FileChange("calc/__init__.py", 1, 1, "source"),

@@ -40,3 +40,21 @@ def make_lock(wheels: Path | Iterable[Path], dest: Path, *, extra: str = "") -> 
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text("".join(lines) + extra)
     return dest
+
+
+def locked_era(home, name: str, wheels: Path, first_commit: str, *, key: str = "a" * 64):
+    """What ``cra corpus add`` leaves for a repo whose tests need only ``wheels``: the package's
+    wheelhouse (hard links) and one era locked over it, as an ``EraRecord`` to register."""
+    import os
+
+    from appliance.records import EraRecord
+
+    wheelhouse = home.wheelhouse(name)
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    for whl in wheels.glob("*.whl"):
+        if not (wheelhouse / whl.name).exists():
+            os.link(whl, wheelhouse / whl.name)
+    lock = make_lock(wheels, wheelhouse / "locks" / "good.txt")
+    return EraRecord(key=key, requirements=["pytest"], build_requires=["setuptools>=64"], first_commit=first_commit,
+                     lock_path="locks/good.txt", lock_sha256=hashlib.sha256(lock.read_bytes()).hexdigest(),
+                     status="locked")
