@@ -290,8 +290,11 @@ class LLMConfig(_Table):
         """The CLI's ``--model PATH`` (llama_cpp) or ``--endpoint URL`` (openai_compat) on top.
 
         With ``--endpoint`` the served model name stays ``model`` from cra.toml (or is
-        given with ``--model`` as a name).
+        given with ``--model`` as a name). A bad URL is ``BadInput`` naming ``--endpoint``
+        (not cra.toml, which may well be right).
         """
+        if endpoint:
+            check_endpoint(endpoint, what="--endpoint")
         if model and endpoint:
             return replace(self, provider="openai_compat", endpoint=endpoint, model=model)
         if endpoint:
@@ -301,11 +304,11 @@ class LLMConfig(_Table):
         return self
 
 
-def check_endpoint(url: str) -> str:
-    """An ``http(s)://host[:port][/path]`` URL, or ``BadInput`` naming it."""
+def check_endpoint(url: str, *, what: str = "endpoint") -> str:
+    """An ``http(s)://host[:port][/path]`` URL, or ``BadInput`` naming it (as ``what``)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadInput(f"endpoint {url!r} is not an http(s) URL",
+        raise BadInput(f"{what} {url!r} is not an http(s) URL",
                        hint="give the server's base URL, e.g. http://127.0.0.1:8000/v1")
     return url
 

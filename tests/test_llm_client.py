@@ -275,6 +275,10 @@ def test_cli_flags_pick_the_provider() -> None:
     assert (remote.provider, remote.model, remote.endpoint) == ("openai_compat", "served-name",
                                                                  "http://10.0.0.5:8000/v1")
     assert base.with_flags() is base
+    # A bad --endpoint is the flag's fault: the error names it, not cra.toml.
+    with pytest.raises(BadInput, match=r"^--endpoint 'ftp://x' is not an http\(s\) URL") as info:
+        base.with_flags(endpoint="ftp://x", model="m")
+    assert not isinstance(info.value, ConfigError) and "cra.toml" not in str(info.value)
 
 
 def test_a_missing_model_file_is_bad_input_naming_it(tmp_path) -> None:

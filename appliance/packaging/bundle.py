@@ -20,6 +20,7 @@ only use the file transport and pip is not involved.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -760,10 +761,12 @@ def _install(home: Home, db: Database, checked: _Checked) -> ImportedPackage:
                     hint="the next 'cra corpus import' tries again; or move the folders back by hand",
                 ) from exc
             if isinstance(exc, OSError):
+                across = exc.errno == errno.EXDEV  # os.replace cannot cross file systems
                 raise Failed(
                     f"cannot move the package into place: {exc}",
                     path=home.root,
-                    hint="check free space and permissions under CRA_HOME",
+                    hint="var/tmp must be on the same file system as corpus/, packages/ and manifests/"
+                    if across else "check free space and permissions under CRA_HOME",
                 ) from exc
             raise
     finally:
