@@ -85,3 +85,11 @@ class MissingExtra(Failed):
             f"{what} needs the optional '{extra}' extra{more}",
             hint=f"install it with: pip install 'cra[{extra}]'",
         )
+
+
+class LeakError(BadInput):
+    """Training data would reach into the evaluation holdout (DESIGN.md: chronological only)."""
+
+
+class GuardrailError(BadInput):
+    """A dataset the spec's self-improvement guardrails forbid (seed 004 §6), unless forced."""

@@ -133,6 +133,15 @@ class AdapterSlot(StrEnum):
     TASK_ANALYSIS = "task-analysis"
 
 
+class ImportFormat(StrEnum):
+    """The shapes of external JSONL that ``cra datasets import`` reads (seed 004 §3's cold start)."""
+
+    COMMITPACKFT = "commitpackft"            # old_contents, new_contents, message (CommitPackFT)
+    MESSAGES = "messages"                    # {"messages": [...]} ending with the assistant's answer
+    PROMPT_COMPLETION = "prompt-completion"  # {"prompt": ..., "completion": ...} (trl's shape)
+    SRI = "sri"                              # instruction, input code, search/replace answer (SRI Tuning)
+
+
 def values(enum: type[StrEnum]) -> list[str]:
     """The members' strings in declaration order, e.g. for a ``click.Choice``."""
     return [m.value for m in enum]
@@ -141,3 +150,4 @@ def values(enum: type[StrEnum]) -> list[str]:
 def sql_in(enum: type[StrEnum]) -> str:
     """``'a', 'b', ...`` for a CHECK (col IN (...)) clause of a migration."""
     return ", ".join(f"'{m.value}'" for m in enum)
+

@@ -476,6 +476,52 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX leases_owner ON leases (owner);
         """,
     ),
+    Migration(
+        8,
+        "imported datasets, and indexes for the log analysis and curation queries",
+        # imported_datasets / imported_rows: external SFT data brought by USB (CommitPackFT,
+        # OpenCodeInstruct, SRI Tuning) with its licence, already in chat form; an import is
+        # one transaction, so a malformed line leaves nothing. content_hash is computed as a
+        # triple's (harness stage 'execute' for the execute-code slot), so an imported row equal
+        # to a triple is an exact duplicate. The indexes cover LogAnalysisAPI's slices (model,
+        # adapter, time window) and curate-data's stream (stage, kind, author date).
+        """
+        CREATE TABLE imported_datasets (
+            id            INTEGER PRIMARY KEY,
+            name          TEXT NOT NULL UNIQUE,
+            format        TEXT NOT NULL CHECK (format IN ('commitpackft', 'messages',
+                              'prompt-completion', 'sri')),
+            slot          TEXT NOT NULL CHECK (slot IN ('scope', 'precision', 'plan',
+                              'execute-code', 'task-analysis')),
+            license       TEXT NOT NULL,
+            source_file   TEXT NOT NULL,   -- the file as given (it came on a USB stick)
+            sha256        TEXT NOT NULL,   -- of that file
+            rows          INTEGER NOT NULL,
+            skipped       TEXT NOT NULL DEFAULT '{}',  -- JSON {reason: lines} (e.g. no change)
+            created_at    TEXT NOT NULL,
+            UNIQUE (sha256, format, slot)
+        );
+        CREATE TABLE imported_rows (
+            id            INTEGER PRIMARY KEY,
+            dataset_id    INTEGER NOT NULL REFERENCES imported_datasets(id) ON DELETE CASCADE,
+            line_no       INTEGER NOT NULL,
+            prompt        TEXT NOT NULL,   -- JSON list of chat messages
+            completion    TEXT NOT NULL,   -- JSON list of messages
+            meta          TEXT NOT NULL,   -- JSON: what the row said of itself (commit, repos, lang)
+            content_hash  TEXT NOT NULL,
+            UNIQUE (dataset_id, line_no)
+        );
+        CREATE INDEX imported_rows_hash ON imported_rows (content_hash);
+        ALTER TABLE training_dataset_rows ADD COLUMN imported_row_id INTEGER
+            REFERENCES imported_rows(id) ON DELETE SET NULL;
+        CREATE INDEX runs_model ON runs (model, adapter);
+        CREATE INDEX runs_started ON runs (started_at);
+        CREATE INDEX llm_calls_stage_run ON llm_calls (stage, run_id, attempt);
+        CREATE INDEX plans_source ON plans (source, run_id);
+        CREATE INDEX triples_stage_kind_time ON triples (stage, kind, author_ts);
+        CREATE INDEX training_datasets_slot ON training_datasets (slot, kind);
+        """,
+    ),
 ]
 
 LATEST = max(m.version for m in MIGRATIONS)

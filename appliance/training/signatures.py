@@ -1,0 +1,101 @@
+"""Error signatures: what makes two failed attempts "the same failure".
+
+A signature is a short string built from what an attempt recorded: its outcome kind, and
+then the apply-error reason (block numbers and paths dropped), the bad output's stage and
+reason, the LLM error's status, or for failing tests the first failing test and the
+exception type with its normalised message (numbers, quoted values, addresses and paths
+replaced by placeholders, so ``KeyError: 'a'`` and ``KeyError: 'b'`` group together, as
+SWE-bench's log parsers key failures by test and error class). Small functions in a table,
+one per outcome kind.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+MAX_MESSAGE = 80
+
+_QUOTED = re.compile(r"'[^'\n]*'|\"[^\"\n]*\"")
+_HEX = re.compile(r"\b0x[0-9a-fA-F]+\b")
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.])")
+_PATH = re.compile(r"(?:[\w.-]+/)+[\w.-]+")
+_SPACE = re.compile(r"\s+")
+_BLOCK = re.compile(r"^block \d+ \(([^)]*)\):\s*")
+# "E   KeyError: 'x'" (pytest's long traceback) or "FAILED t.py::test - ValueError: bad" (short summary)
+_EXC_LINE = re.compile(r"^E\s+((?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Exit|Failure|Warning|Interrupt))\b:?\s*(.*)$")
+_SUMMARY = re.compile(r"^(?:FAILED|ERROR)\s+\S+\s+-\s+((?:[A-Za-z_]\w*\.)*[A-Z]\w*)\b:?\s*(.*)$")
+
+
+def normalise(message: str | None, limit: int = MAX_MESSAGE) -> str:
+    """A message with its run-specific values replaced: the part that repeats."""
+    text = (message or "").strip().splitlines()[0] if (message or "").strip() else ""
+    text = _QUOTED.sub("'…'", text)
+    text = _HEX.sub("0xN", text)
+    text = _PATH.sub("PATH", text)
+    text = _NUMBER.sub("N", text)
+    return _SPACE.sub(" ", text).strip()[:limit]
+
+
+def exception_of(output: str) -> tuple[str, str] | None:
+    """(exception type, normalised message) of the first error a pytest log shows, or None."""
+    for line in output.splitlines():
+        line = line.strip()
+        match = _EXC_LINE.match(line) or _SUMMARY.match(line)
+        if match:
+            return match.group(1).rsplit(".", 1)[-1], normalise(match.group(2))
+    return None
+
+
+def _failing_test(validation: dict[str, Any]) -> str:
+    for group in ("fail_to_pass", "pass_to_pass"):
+        for node, outcome in sorted((validation.get(group) or {}).items()):
+            if outcome != "passed":
+                return node
+    return ""
+
+
+def _tests(v: dict[str, Any], a: dict[str, Any]) -> str:
+    test = _failing_test(v)
+    exc = exception_of(a.get("test_output") or "")
+    what = f"{exc[0]}: {exc[1]}".rstrip(": ") if exc else "no exception shown"
+    return f"{v.get('kind', 'tests_failed')}: {test or 'unknown test'}: {what}"
+
+
+def _apply(v: dict[str, Any], a: dict[str, Any]) -> str:
+    first = (a.get("apply_error") or v.get("error") or "").split(";")[0]
+    return f"apply_error: {normalise(_BLOCK.sub('', first))}"
+
+
+def _bad_output(v: dict[str, Any], a: dict[str, Any]) -> str:
+    return f"bad_output[{v.get('stage', 'execute')}]: {normalise(v.get('error') or a.get('apply_error'))}"
+
+
+def _llm(v: dict[str, Any], a: dict[str, Any]) -> str:
+    return f"llm_error[{v.get('stage', '?')}]: {v.get('status', 'error')}"
+
+
+def _plain(v: dict[str, Any], a: dict[str, Any]) -> str:
+    return f"{v.get('kind') or a.get('apply_status')}: {normalise(v.get('error'))}".rstrip(": ")
+
+
+SIGNATURES: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
+    "tests_failed": _tests,
+    "timeout": _tests,
+    "apply_error": _apply,
+    "bad_output": _bad_output,
+    "llm_error": _llm,
+}
+
+
+def signature(validation: dict[str, Any], attempt: dict[str, Any]) -> str:
+    """The signature of one failed attempt.
+
+    ``validation``: the attempt's validation JSON; ``attempt``: its other columns
+    (``apply_status``, ``apply_error``, ``test_output``).
+    """
+    kind = validation.get("kind") or attempt.get("apply_status") or "unknown"
+    if attempt.get("apply_status") == "apply_error" and kind not in SIGNATURES:
+        kind = "apply_error"
+    return SIGNATURES.get(kind, _plain)(validation, attempt)
