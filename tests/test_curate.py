@@ -17,7 +17,13 @@ from appliance.db.core import Database
 from appliance.db.training import dataset_rows, get_dataset, list_datasets, list_imports
 from appliance.errors import BadInput, GuardrailError, LeakError
 from appliance.training import dedup
-from appliance.training.curate import CurateOptions, Curator, _domain_quotas, _water_fill, check_cutoff
+from appliance.training.curate import (
+    CurateOptions,
+    Curator,
+    _domain_quotas,
+    _water_fill,
+    check_cutoff,
+)
 from appliance.training.imports import import_dataset
 
 WORDS = [f"w{i}" for i in range(4000)]
@@ -55,7 +61,7 @@ def test_sketch_similarity_tracks_jaccard_and_identical_texts_collide() -> None:
     a, b, c = (dedup.normalise(t) for t in (base, tweak(base, 2), text(rng, 300)))
     s = dedup.sketch([a, b, c, a])
     assert (s[0] == s[3]).all()
-    assert dedup.similarity(s[0], s[1]) > 0.85 > 0.1 > dedup.similarity(s[0], s[2])
+    assert dedup.similarity(s[0], s[1]) > 0.85 and dedup.similarity(s[0], s[2]) < 0.1
     bands, rows = dedup.lsh_params(0.85)
     assert bands * rows <= dedup.BINS and bands >= 2
     short = dedup.sketch([b"src/app.py", b"src/app.py", b"", b"x"])

@@ -111,11 +111,11 @@ def test_slices_by_repo_domain_model_adapter_and_time(db: Database) -> None:
     w.repo("alpha", 4)
     w.repo("beta", 4)
     for i in range(4):
-        w.run("alpha", i, status="resolved", attempts=[OK], started="2024-01-0%dT00:00:00+00:00" % (i + 1))
+        w.run("alpha", i, status="resolved", attempts=[OK], started=f"2024-01-0{i + 1}T00:00:00+00:00")
         w.run("beta", i, status="failed", attempts=[FAIL], model="coder-7b", adapter="v2",
-              started="2024-02-0%dT00:00:00+00:00" % (i + 1))
+              started=f"2024-02-0{i + 1}T00:00:00+00:00")
     api = LogAnalysisAPI(db, domains={"alpha": "fail-fast", "beta": "lora"})
-    rate = lambda f: api.validate(f).measures["resolved_rate"]  # noqa: E731
+    rate = lambda f: api.validate(f).measures["resolved_rate"]
     assert rate(api.slice(repo="alpha")).value == 1.0 and rate(api.slice(repo="beta")).value == 0.0
     assert rate(api.slice(domain="lora")).n == 4 and rate(api.slice(domain="lora")).value == 0.0
     assert rate(api.slice(model="coder-7b")).n == 4 and rate(api.slice(adapter="")).value == 1.0
@@ -192,6 +192,7 @@ def test_every_log_query_is_covered_by_an_index(world: World) -> None:
     for sql, params in queries:
         plan = [r[3] for r in world.db.query(f"EXPLAIN QUERY PLAN {sql}", params)]
         scans = [p for p in plan if p.startswith("SCAN") and "USING" not in p and "CONSTANT ROW" not in p
+                 and "VIRTUAL TABLE" not in p
                  and not p.startswith("SCAN firsts")]
         assert len(scans) <= 1, (sql, plan)
         assert all(s.startswith("SCAN ru") for s in scans), (sql, plan)

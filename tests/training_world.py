@@ -15,7 +15,16 @@ from typing import Any
 
 from appliance.db.core import Database
 from appliance.db.corpus import register_repo
-from appliance.db.runs import AttemptRecord, CallRecord, RunKey, finish_run, log_call, log_retrieval, save_attempt, start_run
+from appliance.db.runs import (
+    AttemptRecord,
+    CallRecord,
+    RunKey,
+    finish_run,
+    log_call,
+    log_retrieval,
+    save_attempt,
+    start_run,
+)
 from appliance.db.triples import TripleRecord, save_plan, save_triples, set_plan_score
 from appliance.records import CommitRecord, FileChange, RepoRecord
 

@@ -65,7 +65,8 @@ def _model_runs(f: RunFilter) -> tuple[str, list[Any]]:
 
 def retrievals(db: Database, f: RunFilter) -> list[sqlite3.Row]:
     """The first retrieval of each task the filtered runs worked on, with the commit's gold
-    files and symbols: (files, symbols, gold_files, gold_symbols) as JSON text."""
+    files and symbols: (files, symbols, gold_files, gold_symbols) as JSON text. (Parsed in
+    Python: SQLite's json_each re-parses each element for every json_extract, 5x slower.)"""
     where, params = f.where()
     sql = f"""
         WITH firsts AS (
@@ -147,13 +148,25 @@ def run_outcomes(db: Database, f: RunFilter) -> list[sqlite3.Row]:
     return db.query(sql, [RETRIEVAL_PROVIDER, *params])
 
 
-def attempts(db: Database, f: RunFilter) -> list[sqlite3.Row]:
-    """Every attempt of the finished model runs, by run and attempt, with the tail of a
-    failed one's test output (for its error signature)."""
+def attempts(db: Database, f: RunFilter, *, repaired_only: bool = False,
+             failed_only: bool = False) -> list[sqlite3.Row]:
+    """The attempts of the finished model runs (only those of runs with a repair, when
+    ``repaired_only``), by run and attempt, with the tail of a failed one's test output (for
+    its error signature)."""
     where, params = _model_runs(f)
+    if repaired_only:
+        where += " AND ru.attempts >= 2"
+    if failed_only:
+        where += " AND a.resolved = 0"
+    # Only the part of a failed attempt's output where its error shows: from pytest's first
+    # "E   SomeError" line, else the end (the short test summary), cut in SQLite.
+    tail = f"substr(a.test_output, -{TEST_TAIL_CHARS})"
+    first_e = f"instr({tail}, char(10) || 'E ')"
     sql = f"""
         SELECT a.run_id, a.attempt, a.resolved, a.apply_status, a.apply_error, a.validation,
-            CASE WHEN a.resolved THEN '' ELSE substr(a.test_output, -{TEST_TAIL_CHARS}) END AS test_output
+            CASE WHEN a.resolved THEN ''
+                 WHEN {first_e} > 0 THEN substr({tail}, {first_e} + 1, 400)
+                 ELSE substr(a.test_output, -600) END AS test_output
         FROM runs ru JOIN attempts a ON a.run_id = ru.id WHERE {where}
         ORDER BY a.run_id, a.attempt
     """

@@ -38,12 +38,13 @@ import math
 import shutil
 import time
 import uuid
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -135,26 +136,28 @@ def _hash64(hex_digest: str) -> int:
     return int(hex_digest[:16], 16) - (1 << 63)  # as a signed int64
 
 
-@dataclass
 class _Sketches:
-    """Per candidate row, in stream order: what the filters read (no text)."""
+    """Per candidate row, in stream order, what the filters read (no text): typed arrays, a
+    few dozen bytes a row, plus the band keys and 8-bit signatures of ``dedup``."""
 
-    ref: list[int] = field(default_factory=list)  # triple id, or -imported row id
-    ts: list[int] = field(default_factory=list)  # -1: undated (imported)
-    repo: list[int] = field(default_factory=list)
-    domain: list[int] = field(default_factory=list)
-    source: list[int] = field(default_factory=list)
-    small: list[bool] = field(default_factory=list)
-    exact: list[int] = field(default_factory=list)
-    too_long: list[bool] = field(default_factory=list)
-    keys: list[np.ndarray] = field(default_factory=list)
-    bits: list[np.ndarray] = field(default_factory=list)
+    COLUMNS: ClassVar[dict[str, str]] = {"ref": "q", "ts": "q", "repo": "i", "domain": "i", "source": "b", "small": "b", "exact": "q",
+               "too_long": "b"}  # ref: triple id, or -imported row id; ts -1: undated (imported)
+
+    def __init__(self) -> None:
+        self.cols = {name: array(code) for name, code in self.COLUMNS.items()}
+        self.keys: list[np.ndarray] = []
+        self.bits: list[np.ndarray] = []
+
+    def add(self, **values: int) -> None:
+        for name, value in values.items():
+            self.cols[name].append(value)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"ref": np.asarray(self.ref, dtype=np.int64), "ts": np.asarray(self.ts, dtype=np.int64),
-                "repo": np.asarray(self.repo, dtype=np.int32), "domain": np.asarray(self.domain, dtype=np.int32),
-                "source": np.asarray(self.source, dtype=np.int8), "small": np.asarray(self.small, dtype=bool),
-                "exact": np.asarray(self.exact, dtype=np.int64), "too_long": np.asarray(self.too_long, dtype=bool)}
+        out = {name: np.frombuffer(col, dtype=col.typecode).copy() if len(col) else
+               np.empty(0, dtype=col.typecode) for name, col in self.cols.items()}
+        out["small"] = out["small"].astype(bool)
+        out["too_long"] = out["too_long"].astype(bool)
+        return out
 
 
 class _Index:
@@ -260,26 +263,20 @@ class Curator:
             sk.bits.append(dedup.low_bits(p, a))
             lengths = _token_lengths(self.tokenizer, prompts_m, answers_m) if self.tokenizer is not None else None
             for i, (what, row) in enumerate(batch):
+                too_long = int(lengths is not None and self.opt.max_tokens is not None
+                               and lengths[i] > self.opt.max_tokens)
                 if what == "imported":
                     name = f"imported:{row['name']}"
-                    sk.ref.append(-int(row["id"]))
-                    sk.ts.append(-1)
-                    sk.repo.append(self.repos(name))
-                    sk.domain.append(self.domains(name))
-                    sk.source.append(SOURCES.index("imported"))
-                    sk.small.append(False)
+                    sk.add(ref=-int(row["id"]), ts=-1, repo=self.repos(name), domain=self.domains(name),
+                           source=SOURCES.index("imported"), small=0, exact=_hash64(row["content_hash"]),
+                           too_long=too_long)
                 else:
                     models = row["models"] or ""
                     source = self.rules.classify(models)
-                    sk.ref.append(int(row["id"]))
-                    sk.ts.append(int(row["author_ts"]))
-                    sk.repo.append(self.repos(row["repo"]))
-                    sk.domain.append(self.domains(self.domain_of(row["repo"])))
-                    sk.source.append(SOURCES.index(source))
-                    sk.small.append(source == "self" and self.rules.small(models))
-                sk.exact.append(_hash64(row["content_hash"]))
-                sk.too_long.append(bool(lengths is not None and self.opt.max_tokens is not None
-                                        and lengths[i] > self.opt.max_tokens))
+                    sk.add(ref=int(row["id"]), ts=int(row["author_ts"]), repo=self.repos(row["repo"]),
+                           domain=self.domains(self.domain_of(row["repo"])), source=SOURCES.index(source),
+                           small=int(source == "self" and self.rules.small(models)),
+                           exact=_hash64(row["content_hash"]), too_long=too_long)
             batch.clear()
 
         for what, row in self._candidates():
@@ -360,11 +357,12 @@ class Curator:
 
     # ------------------------------------------------------------------ replay
 
-    def replay_pool(self, new_hashes: set[str]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-        """Rows of earlier datasets of this slot and kind not in the new rows, before the cutoff:
-        (rows as {dataset, path, offset, ts, domain, source, hash, small}, counts)."""
+    def replay_pool(self, new_exact: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """Rows of earlier datasets of this slot and kind not in the new rows (``new_exact``:
+        their sorted 64-bit content hashes), before the cutoff: (rows as {dataset, path, offset,
+        ts, domain, source, hash, small}, counts)."""
         pool: list[dict[str, Any]] = []
-        seen = set(new_hashes)
+        seen: set[str] = set()
         counts = Counter()
         for ds in tsql.list_datasets(self.db, slot=self.opt.slot, kind=self.opt.kind):
             path = self.home.root / ds.path / "train.jsonl"
@@ -377,7 +375,7 @@ class Curator:
                     row = json.loads(line)
                     here, offset = offset, offset + len(line)
                     counts["rows"] += 1
-                    if row.get("content_hash") in seen:
+                    if row.get("content_hash") in seen or _member(new_exact, _hash64(row["content_hash"])):
                         counts["already in this dataset"] += 1
                         continue
                     ts = row.get("author_ts")
@@ -425,9 +423,7 @@ class Curator:
         a, keys, bits = self.sketch_pass()
         chosen = self.select(a, keys, bits)
         del keys, bits
-        refs = set(a["ref"][chosen].tolist())
-        new_hashes = self._hashes_of(refs)
-        pool, pool_counts = self.replay_pool(new_hashes)
+        pool, pool_counts = self.replay_pool(np.sort(a["exact"][chosen]))
         replay = self.pick_replay(pool, len(chosen), Counter(a["domain"][chosen].tolist()))
         total = len(chosen) + len(replay)
         if total == 0:
@@ -444,18 +440,6 @@ class Curator:
                                                     "pool": len(pool), **pool_counts},
                   "rows": total}
         return self._write(a, chosen, replay, final, origin, n_valid, counts, started)
-
-    def _hashes_of(self, refs: set[int]) -> set[str]:
-        """Content hashes of the chosen rows (for replay), read back by id."""
-        out: set[str] = set()
-        triple_ids = [r for r in refs if r > 0]
-        imported_ids = [-r for r in refs if r < 0]
-        for table, ids in (("triples", triple_ids), ("imported_rows", imported_ids)):
-            for start in range(0, len(ids), 900):
-                chunk = ids[start:start + 900]
-                out.update(r[0] for r in self.db.query(
-                    f"SELECT content_hash FROM {table} WHERE id IN ({', '.join('?' for _ in chunk)})", chunk))
-        return out
 
     def _guardrail(self, a: dict[str, np.ndarray], chosen: np.ndarray, replay: list[dict[str, Any]],
                    total: int) -> None:
@@ -476,14 +460,14 @@ class Curator:
         root = datasets_dir(self.home)
         tmp = root / f".tmp-{uuid.uuid4().hex[:12]}"
         tmp.mkdir(parents=True)
-        chosen_set = set(a["ref"][chosen].tolist())
+        chosen_refs = np.sort(a["ref"][chosen])
         total = len(final)
         digest = hashlib.sha256()
-        rows: list[DatasetRow] = []
+        spool = (tmp / ".rows.jsonl").open("w", encoding="utf-8")  # training_dataset_rows, off the heap
         sources: Counter[str] = Counter()
         domains: Counter[str] = Counter()
         repos: Counter[str] = Counter()
-        main_rows = self._main_lines(chosen_set)
+        main_rows = self._main_lines(chosen_refs)
         try:
             files = {"train": (tmp / "train.jsonl").open("wb"), "valid": (tmp / "valid.jsonl").open("wb")}
             try:
@@ -498,17 +482,15 @@ class Curator:
                         raise LeakError(f"row {meta['content_hash'][:12]} was authored after the cutoff; "
                                         "nothing was written", hint="report this as a cra bug")
                     files[split].write(line)
-                    rows.append(DatasetRow(split=split, row_no=numbers[split], source=meta["source"],
-                                           content_hash=meta["content_hash"], triple_id=meta["triple_id"],
-                                           imported_row_id=meta["imported_row_id"], repo=meta["repo"],
-                                           sha=meta["sha"], author_ts=meta["author_ts"],
-                                           replay_of=meta["replay_of"]))
+                    spool.write(json.dumps([split, numbers[split], meta["source"], meta["content_hash"],
+                                            meta["triple_id"], meta["imported_row_id"], meta["repo"], meta["sha"],
+                                            meta["author_ts"], meta["replay_of"]]) + "\n")
                     numbers[split] += 1
                     sources[meta["source"]] += 1
                     domains[meta["domain"]] += 1
                     repos[meta["repo"] or f"imported:{meta['import']}"] += 1
             finally:
-                for fh in files.values():
+                for fh in [*files.values(), spool]:
                     fh.close()
             for name in ("train.jsonl", "valid.jsonl"):
                 with (tmp / name).open("rb") as fh:
@@ -528,7 +510,7 @@ class Curator:
             with self.db.write() as conn:
                 ds_id = tsql.insert_dataset(conn, new, "")
                 rel = f"var/datasets/{ds_id}-{self.opt.slot}-{self.opt.kind}"
-                tsql.insert_dataset_rows(conn, ds_id, rows)
+                tsql.insert_dataset_rows(conn, ds_id, _spooled(tmp / ".rows.jsonl"))
                 tsql.set_dataset_path(conn, ds_id, rel)
                 meta_doc = {"version": DATASET_VERSION, "id": ds_id, "slot": self.opt.slot, "kind": self.opt.kind,
                             "format": "prompt-completion" if self.opt.kind == "sft" else "preference",
@@ -539,6 +521,7 @@ class Curator:
                             "notes": self.notes, "content_hash": content_hash,
                             "files": {"train": "train.jsonl", "valid": "valid.jsonl"}}
                 write_atomic(tmp / "dataset.json", json.dumps(meta_doc, indent=2, sort_keys=True) + "\n")
+                (tmp / ".rows.jsonl").unlink()
                 final_dir = self.home.root / rel
                 if final_dir.exists():  # left by a crash before its row was committed
                     shutil.rmtree(final_dir)
@@ -557,13 +540,13 @@ class Curator:
                 "dpo_min_margin": c.dpo_min_margin, "seed": c.seed, "repos": list(self.opt.repos or []) or None,
                 "tokenizer": self.opt.tokenizer, "max_tokens": self.opt.max_tokens, "forced": self.opt.force}
 
-    def _main_lines(self, chosen: set[int]) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    def _main_lines(self, chosen: np.ndarray) -> Iterator[tuple[bytes, dict[str, Any]]]:
         """The chosen rows again, in stream order, as JSONL lines built from the stored JSON
         (never re-parsed) with their provenance."""
         answer_cols = ("completion",) if self.opt.kind == "sft" else ("chosen", "rejected")
         for what, row in self._candidates():
             ref = -int(row["id"]) if what == "imported" else int(row["id"])
-            if ref not in chosen:
+            if not _member(chosen, ref):
                 continue
             if what == "imported":
                 meta = {"source": "imported", "repo": None, "sha": None, "author_ts": None, "author_date": None,
@@ -590,6 +573,19 @@ class Curator:
         meta = {k: row.get(k) for k in ("source", "repo", "sha", "author_ts", "triple_id", "imported_row_id",
                                         "import", "domain", "content_hash", "replay_of")}
         return (json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"), meta
+
+
+def _member(sorted_values: np.ndarray, value: int) -> bool:
+    i = int(np.searchsorted(sorted_values, value))
+    return i < len(sorted_values) and int(sorted_values[i]) == value
+
+
+def _spooled(path: Path) -> Iterator[DatasetRow]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            split, row_no, source, digest, triple_id, imported_id, repo, sha, ts, replay_of = json.loads(line)
+            yield DatasetRow(split=split, row_no=row_no, source=source, content_hash=digest, triple_id=triple_id,
+                             imported_row_id=imported_id, repo=repo, sha=sha, author_ts=ts, replay_of=replay_of)
 
 
 def _msgs_text(messages: list[dict[str, str]]) -> str:

@@ -143,12 +143,21 @@ class LogAnalysisAPI:
 
     # ------------------------------------------------------------------ stages
 
-    def scope(self, f: RunFilter | None = None) -> StageReport:
-        """File recall and precision of the first retrieval of each task."""
-        recall, precision = [], []
+    def _retrievals(self, f: RunFilter | None) -> list[tuple[set[str], list[str], set[tuple[str, str]], set[tuple[str, str]]]]:
+        """Per task: (gold source files, retrieved files, gold symbols, retrieved symbols)."""
+        out = []
         for row in sql.retrievals(self.db, f or RunFilter()):
             gold = {c["path"] for c in json.loads(row["gold_files"]) if c.get("kind") == "source"}
             got = [x["path"] for x in json.loads(row["files"])]
+            gold_symbols = {(p, s) for p, names in json.loads(row["gold_symbols"]).items() if p in gold for s in names}
+            got_symbols = {(x["path"], x.get("symbol", "")) for x in json.loads(row["symbols"])}
+            out.append((gold, got, gold_symbols, got_symbols))
+        return out
+
+    def scope(self, f: RunFilter | None = None) -> StageReport:
+        """File recall and precision of the first retrieval of each task."""
+        recall, precision = [], []
+        for gold, got, _, _ in self._retrievals(f):
             if not gold:
                 continue  # a commit that changed no source file has nothing to find
             hits = len(gold.intersection(got))
@@ -159,14 +168,7 @@ class LogAnalysisAPI:
 
     def precision(self, f: RunFilter | None = None) -> StageReport:
         """Recall of the retrieved symbols against the symbols the commit changed."""
-        recall = []
-        for row in sql.retrievals(self.db, f or RunFilter()):
-            source = {c["path"] for c in json.loads(row["gold_files"]) if c.get("kind") == "source"}
-            gold = {(p, s) for p, names in json.loads(row["gold_symbols"]).items() if p in source for s in names}
-            if not gold:
-                continue
-            got = {(x["path"], x.get("symbol", "")) for x in json.loads(row["symbols"])}
-            recall.append(len(gold & got) / len(gold))
+        recall = [len(gold & got) / len(gold) for _, _, gold, got in self._retrievals(f) if gold]
         m = {"symbol_recall": mean("symbol_recall", recall)}
         return StageReport("precision", STAGE_SLOT["precision"], _as_quality(m["symbol_recall"]), m,
                            {"tasks": len(recall)})
@@ -226,7 +228,7 @@ class LogAnalysisAPI:
         """(repeats, repair pairs): attempt n failed and attempt n+1 failed the same way."""
         previous: tuple[int, int, str | None] | None = None
         repeats = pairs = 0
-        for row in sql.attempts(self.db, f):
+        for row in sql.attempts(self.db, f, repaired_only=True):
             sig = None if row["resolved"] else _signature(row)
             if previous is not None and previous[0] == row["run_id"] and previous[1] + 1 == row["attempt"] \
                     and previous[2] is not None:
@@ -278,9 +280,7 @@ class LogAnalysisAPI:
         (the lowest run ids, so the answer is the same for the same DB)."""
         groups: dict[str, list[int]] = defaultdict(list)
         stages: dict[str, str] = {}
-        for row in sql.attempts(self.db, f or RunFilter()):
-            if row["resolved"]:
-                continue
+        for row in sql.attempts(self.db, f or RunFilter(), failed_only=True):
             sig = _signature(row)
             groups[sig].append(row["run_id"])
             stages.setdefault(sig, _stage_of(sig))

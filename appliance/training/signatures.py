@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 MAX_MESSAGE = 80
@@ -23,11 +24,14 @@ _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.])")
 _PATH = re.compile(r"(?:[\w.-]+/)+[\w.-]+")
 _SPACE = re.compile(r"\s+")
 _BLOCK = re.compile(r"^block \d+ \(([^)]*)\):\s*")
-# "E   KeyError: 'x'" (pytest's long traceback) or "FAILED t.py::test - ValueError: bad" (short summary)
-_EXC_LINE = re.compile(r"^E\s+((?:[A-Za-z_][\w]*\.)*[A-Z]\w*(?:Error|Exception|Exit|Failure|Warning|Interrupt))\b:?\s*(.*)$")
-_SUMMARY = re.compile(r"^(?:FAILED|ERROR)\s+\S+\s+-\s+((?:[A-Za-z_]\w*\.)*[A-Z]\w*)\b:?\s*(.*)$")
+# "E   KeyError: 'x'" (pytest's long traceback) or "FAILED t.py::test - ValueError: bad" (short
+# summary): one multi-line search over the whole log, the first match wins.
+_EXCEPTION = re.compile(
+    r"^[ \t]*(?:E[ \t]+((?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Exit|Failure|Warning|Interrupt))\b:?[ \t]*(.*)$"
+    r"|(?:FAILED|ERROR)[ \t]+\S+[ \t]+-[ \t]+((?:[A-Za-z_]\w*\.)*[A-Z]\w*)\b:?[ \t]*(.*)$)", re.MULTILINE)
 
 
+@lru_cache(maxsize=1 << 16)  # the same messages come back run after run
 def normalise(message: str | None, limit: int = MAX_MESSAGE) -> str:
     """A message with its run-specific values replaced: the part that repeats."""
     text = (message or "").strip().splitlines()[0] if (message or "").strip() else ""
@@ -40,12 +44,11 @@ def normalise(message: str | None, limit: int = MAX_MESSAGE) -> str:
 
 def exception_of(output: str) -> tuple[str, str] | None:
     """(exception type, normalised message) of the first error a pytest log shows, or None."""
-    for line in output.splitlines():
-        line = line.strip()
-        match = _EXC_LINE.match(line) or _SUMMARY.match(line)
-        if match:
-            return match.group(1).rsplit(".", 1)[-1], normalise(match.group(2))
-    return None
+    match = _EXCEPTION.search(output)
+    if match is None:
+        return None
+    kind, message = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), match.group(4))
+    return kind.rsplit(".", 1)[-1], normalise(message)
 
 
 def _failing_test(validation: dict[str, Any]) -> str:
