@@ -85,3 +85,19 @@ def test_home_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     h = Home.from_env()
     assert h.db_path == tmp_path / "var" / "cra.db"
     assert h.wheelhouse("x") == tmp_path / "packages" / "x"
+
+
+def test_training_settings_are_checked_and_named(home) -> None:
+    from appliance.config import load_settings
+    from appliance.errors import ConfigError
+
+    home.config_path.write_text('[training]\nmin_sft = {execute-code = 50}\nteacher_models = ["qwen3.5-*"]\n')
+    settings = load_settings(home)
+    assert settings.training.min_sft["execute-code"] == 50 and settings.training.min_sft["scope"] == 1000
+    assert settings.training.teacher_models == ["qwen3.5-*"]
+    for bad, where in (("replay_share = 0.5", "replay_share"), ('min_dpo = {nope = 1}', "unknown slot 'nope'"),
+                       ('holdout_start = "soon"', "holdout_start"), ("domain_cap = 0", "domain_cap"),
+                       ("cap = 1", "unknown setting 'training.cap'")):
+        home.config_path.write_text(f"[training]\n{bad}\n")
+        with pytest.raises(ConfigError, match=where):
+            load_settings(home)

@@ -63,10 +63,13 @@ def _model_runs(f: RunFilter) -> tuple[str, list[Any]]:
     return f"ru.provider != '{RETRIEVAL_PROVIDER}' AND ru.status IN ('resolved', 'failed'){where}", params
 
 
-def retrievals(db: Database, f: RunFilter) -> list[sqlite3.Row]:
-    """The first retrieval of each task the filtered runs worked on, with the commit's gold
-    files and symbols: (files, symbols, gold_files, gold_symbols) as JSON text. (Parsed in
-    Python: SQLite's json_each re-parses each element for every json_extract, 5x slower.)"""
+def retrievals(db: Database, f: RunFilter, *, part: str = "files") -> list[sqlite3.Row]:
+    """The first retrieval of each task the filtered runs worked on, with the commit's gold:
+    (``got``: the retrieved ``part``, files or symbols, ``gold_files``, ``gold_symbols``) as
+    JSON text. (Parsed in Python: SQLite's json_each re-parses each element for every
+    json_extract, 5x slower.)"""
+    if part not in ("files", "symbols"):
+        raise ValueError(part)
     where, params = f.where()
     sql = f"""
         WITH firsts AS (
@@ -74,7 +77,7 @@ def retrievals(db: Database, f: RunFilter) -> list[sqlite3.Row]:
             WHERE ru.status IN ('resolved', 'failed', 'planned'){where}
             GROUP BY ru.repo_id, ru.sha
         )
-        SELECT ret.files, ret.symbols, c.files AS gold_files, c.symbols AS gold_symbols
+        SELECT ret.{part} AS got, c.files AS gold_files, {"c.symbols" if part == "symbols" else "NULL"} AS gold_symbols
         FROM firsts JOIN retrievals ret ON ret.id = firsts.id JOIN runs ru ON ru.id = ret.run_id
         JOIN commits c ON c.repo_id = ru.repo_id AND c.sha = ru.sha
     """
@@ -163,7 +166,14 @@ def attempts(db: Database, f: RunFilter, *, repaired_only: bool = False,
     tail = f"substr(a.test_output, -{TEST_TAIL_CHARS})"
     first_e = f"instr({tail}, char(10) || 'E ')"
     sql = f"""
-        SELECT a.run_id, a.attempt, a.resolved, a.apply_status, a.apply_error, a.validation,
+        SELECT a.run_id, a.attempt, a.resolved, a.apply_status, a.apply_error,
+            json_extract(a.validation, '$.kind') AS kind, json_extract(a.validation, '$.stage') AS stage,
+            json_extract(a.validation, '$.error') AS error, json_extract(a.validation, '$.status') AS status,
+            CASE WHEN a.resolved THEN NULL ELSE COALESCE(
+                (SELECT key FROM json_each(a.validation, '$.fail_to_pass') WHERE value != 'passed'
+                 ORDER BY key LIMIT 1),
+                (SELECT key FROM json_each(a.validation, '$.pass_to_pass') WHERE value != 'passed'
+                 ORDER BY key LIMIT 1)) END AS failing,
             CASE WHEN a.resolved THEN ''
                  WHEN {first_e} > 0 THEN substr({tail}, {first_e} + 1, 400)
                  ELSE substr(a.test_output, -600) END AS test_output

@@ -355,6 +355,11 @@ def stream_imported(db: Database, slot: str) -> Iterator[sqlite3.Row]:
         yield from batch
 
 
+def count_imported_rows(db: Database, slot: str) -> int:
+    row = db.one("SELECT COALESCE(SUM(rows), 0) FROM imported_datasets WHERE slot = ?", (slot,))
+    return int(row[0]) if row else 0
+
+
 def count_imported(db: Database) -> dict[str, dict[str, int]]:
     """{slot: {import name: rows}} of every import."""
     out: dict[str, dict[str, int]] = {}

@@ -143,17 +143,25 @@ class _Sketches:
     COLUMNS: ClassVar[dict[str, str]] = {"ref": "q", "ts": "q", "repo": "i", "domain": "i", "source": "b", "small": "b", "exact": "q",
                "too_long": "b"}  # ref: triple id, or -imported row id; ts -1: undated (imported)
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int, bands: int) -> None:
         self.cols = {name: array(code) for name, code in self.COLUMNS.items()}
-        self.keys: list[np.ndarray] = []
-        self.bits: list[np.ndarray] = []
+        # Filled in place (never a list of batches concatenated: that would hold them twice).
+        self.keys = np.zeros((capacity, bands), dtype=np.uint64)
+        self.bits = np.zeros((capacity, 2 * dedup.BINS), dtype=np.uint8)
+        self.filled = 0
+
+    def put(self, keys: np.ndarray, bits: np.ndarray) -> None:
+        end = self.filled + len(keys)
+        self.keys[self.filled:end] = keys
+        self.bits[self.filled:end] = bits
+        self.filled = end
 
     def add(self, **values: int) -> None:
         for name, value in values.items():
             self.cols[name].append(value)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        out = {name: np.frombuffer(col, dtype=col.typecode).copy() if len(col) else
+        out = {name: np.frombuffer(col, dtype=col.typecode) if len(col) else
                np.empty(0, dtype=col.typecode) for name, col in self.cols.items()}
         out["small"] = out["small"].astype(bool)
         out["too_long"] = out["too_long"].astype(bool)
@@ -238,9 +246,11 @@ class Curator:
         return True
 
     def sketch_pass(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        sk = _Sketches()
-        dropped: Counter[str] = Counter()
         total_triples = tsql.count_triples(self.db, self.stage, self.opt.kind)[0] if self.stage else 0
+        capacity = (total_triples if self.stage else 0) + (
+            tsql.count_imported_rows(self.db, self.opt.slot) if self.opt.kind == "sft" else 0)
+        sk = _Sketches(capacity, self.bands)
+        dropped: Counter[str] = Counter()
         seen_triples = 0
         batch: list[tuple[str, Any]] = []
 
@@ -259,8 +269,7 @@ class Curator:
                         (json.loads(row["chosen"]), json.loads(row["rejected"])), key=lambda m: len(_msgs_text(m))))
             p = dedup.sketch(prompts_t, seed=self.config.seed)
             a = dedup.sketch(answers_t, seed=self.config.seed + 1)
-            sk.keys.append(dedup.band_keys(p, a, self.bands, self.rows_per_band))
-            sk.bits.append(dedup.low_bits(p, a))
+            sk.put(dedup.band_keys(p, a, self.bands, self.rows_per_band), dedup.low_bits(p, a))
             lengths = _token_lengths(self.tokenizer, prompts_m, answers_m) if self.tokenizer is not None else None
             for i, (what, row) in enumerate(batch):
                 too_long = int(lengths is not None and self.opt.max_tokens is not None
@@ -297,8 +306,9 @@ class Curator:
                               ("below the DPO margin", dropped["below the DPO margin"])):
             self._step(step, left, removed)
             left -= removed
-        keys = np.concatenate(sk.keys) if sk.keys else np.empty((0, self.bands), dtype=np.uint64)
-        bits = np.concatenate(sk.bits) if sk.bits else np.empty((0, 2 * dedup.BINS), dtype=np.uint8)
+        if sk.filled > len(sk.keys):  # rows arrived between the count and the stream
+            raise BadInput("the triples changed while curate-data read them", hint="run it again")
+        keys, bits = sk.keys[:sk.filled], sk.bits[:sk.filled]
         return arrays, keys, bits
 
     def _step(self, step: str, entered: int, removed: int) -> None:
@@ -317,7 +327,7 @@ class Curator:
         keep[first] = True
         self._step("exact duplicates", len(idx), int(len(idx) - keep.sum()))
         idx = idx[keep]
-        near = dedup.near_duplicates(keys[idx], bits[idx], self.config.near_dup_threshold)
+        near = dedup.near_duplicates(keys, bits, self.config.near_dup_threshold, rows=idx)
         self._step("near duplicates", len(idx), int(near.sum()))
         idx = idx[~near]
         chosen = self._cap(a, idx)

@@ -136,31 +136,37 @@ def _bbit(p_equal: np.ndarray) -> np.ndarray:
     return (p_equal - c) / (1 - c)
 
 
-def near_duplicates(keys: np.ndarray, bits: np.ndarray, threshold: float) -> np.ndarray:
-    """Boolean mask: row i is a near duplicate of an earlier row (rows in stream order).
+def near_duplicates(keys: np.ndarray, bits: np.ndarray, threshold: float,
+                    rows: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask over ``rows`` (indices into ``keys``/``bits``, in stream order; default
+    all): which are near duplicates of an earlier one of them.
 
     A row is a candidate when one of its bands equals the same band of an earlier row; the
     earliest such row is the one it is checked against, and it is a duplicate when both
     parts' estimated similarity reach ``threshold``. The earliest row of a group is kept.
+    Only one band's keys and the candidates' bits are copied at a time.
     """
-    n = keys.shape[0]
+    rows = np.arange(keys.shape[0]) if rows is None else rows
+    n = len(rows)
     dup = np.zeros(n, dtype=bool)
     if n < 2:
         return dup
     half = bits.shape[1] // 2
     for b in range(keys.shape[1]):
-        order = np.argsort(keys[:, b], kind="stable")
-        sorted_keys = keys[order, b]
+        band = keys[rows, b]
+        order = np.argsort(band, kind="stable")
+        sorted_keys = band[order]
+        del band
         new_group = np.empty(n, dtype=bool)
         new_group[0] = True
         new_group[1:] = sorted_keys[1:] != sorted_keys[:-1]
         group_first = order[np.maximum.accumulate(np.where(new_group, np.arange(n), 0))]
         cand = ~new_group
-        rows, firsts = order[cand], group_first[cand]
-        if not rows.size:
+        mine, firsts = order[cand], group_first[cand]
+        if not mine.size:
             continue
-        same = bits[rows] == bits[firsts]
+        same = bits[rows[mine]] == bits[rows[firsts]]
         jp = _bbit(same[:, :half].mean(axis=1))
         ja = _bbit(same[:, half:].mean(axis=1))
-        dup[rows[(jp >= threshold) & (ja >= threshold)]] = True
+        dup[mine[(jp >= threshold) & (ja >= threshold)]] = True
     return dup

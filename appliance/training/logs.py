@@ -143,23 +143,14 @@ class LogAnalysisAPI:
 
     # ------------------------------------------------------------------ stages
 
-    def _retrievals(self, f: RunFilter | None) -> list[tuple[set[str], list[str], set[tuple[str, str]], set[tuple[str, str]]]]:
-        """Per task: (gold source files, retrieved files, gold symbols, retrieved symbols)."""
-        out = []
-        for row in sql.retrievals(self.db, f or RunFilter()):
-            gold = {c["path"] for c in json.loads(row["gold_files"]) if c.get("kind") == "source"}
-            got = [x["path"] for x in json.loads(row["files"])]
-            gold_symbols = {(p, s) for p, names in json.loads(row["gold_symbols"]).items() if p in gold for s in names}
-            got_symbols = {(x["path"], x.get("symbol", "")) for x in json.loads(row["symbols"])}
-            out.append((gold, got, gold_symbols, got_symbols))
-        return out
-
     def scope(self, f: RunFilter | None = None) -> StageReport:
         """File recall and precision of the first retrieval of each task."""
         recall, precision = [], []
-        for gold, got, _, _ in self._retrievals(f):
+        for row in sql.retrievals(self.db, f or RunFilter(), part="files"):
+            gold = _source_files(row["gold_files"])
             if not gold:
                 continue  # a commit that changed no source file has nothing to find
+            got = [x["path"] for x in json.loads(row["got"])]
             hits = len(gold.intersection(got))
             recall.append(hits / len(gold))
             precision.append(hits / len(got) if got else 0.0)
@@ -168,7 +159,13 @@ class LogAnalysisAPI:
 
     def precision(self, f: RunFilter | None = None) -> StageReport:
         """Recall of the retrieved symbols against the symbols the commit changed."""
-        recall = [len(gold & got) / len(gold) for _, _, gold, got in self._retrievals(f) if gold]
+        recall = []
+        for row in sql.retrievals(self.db, f or RunFilter(), part="symbols"):
+            source = _source_files(row["gold_files"])
+            gold = {(p, s) for p, names in json.loads(row["gold_symbols"]).items() if p in source for s in names}
+            if gold:
+                got = {(x["path"], x.get("symbol", "")) for x in json.loads(row["got"])}
+                recall.append(len(gold & got) / len(gold))
         m = {"symbol_recall": mean("symbol_recall", recall)}
         return StageReport("precision", STAGE_SLOT["precision"], _as_quality(m["symbol_recall"]), m,
                            {"tasks": len(recall)})
@@ -312,10 +309,14 @@ class LogAnalysisAPI:
         return out
 
 
+def _source_files(files_json: str) -> set[str]:
+    return {c["path"] for c in json.loads(files_json) if c.get("kind") == "source"}
+
+
 def _signature(row: Any) -> str:
-    validation = json.loads(row["validation"] or "{}")
-    return signature(validation, {"apply_status": row["apply_status"], "apply_error": row["apply_error"],
-                                  "test_output": row["test_output"]})
+    return signature({k: row[k] for k in ("kind", "stage", "error", "status", "failing") if row[k] is not None},
+                     {"apply_status": row["apply_status"], "apply_error": row["apply_error"],
+                      "test_output": row["test_output"]})
 
 
 def _stage_of(sig: str) -> str:

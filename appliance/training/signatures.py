@@ -52,6 +52,8 @@ def exception_of(output: str) -> tuple[str, str] | None:
 
 
 def _failing_test(validation: dict[str, Any]) -> str:
+    if validation.get("failing"):
+        return str(validation["failing"])
     for group in ("fail_to_pass", "pass_to_pass"):
         for node, outcome in sorted((validation.get(group) or {}).items()):
             if outcome != "passed":
@@ -95,8 +97,9 @@ SIGNATURES: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
 def signature(validation: dict[str, Any], attempt: dict[str, Any]) -> str:
     """The signature of one failed attempt.
 
-    ``validation``: the attempt's validation JSON; ``attempt``: its other columns
-    (``apply_status``, ``apply_error``, ``test_output``).
+    ``validation``: the attempt's validation JSON, or its parts (``kind``, ``stage``,
+    ``error``, ``status``, and ``failing``: the first failing test); ``attempt``: its other
+    columns (``apply_status``, ``apply_error``, ``test_output``).
     """
     kind = validation.get("kind") or attempt.get("apply_status") or "unknown"
     if attempt.get("apply_status") == "apply_error" and kind not in SIGNATURES:
