@@ -196,3 +196,22 @@ def test_every_log_query_is_covered_by_an_index(world: World) -> None:
                  and not p.startswith("SCAN firsts")]
         assert len(scans) <= 1, (sql, plan)
         assert all(s.startswith("SCAN ru") for s in scans), (sql, plan)
+
+
+def test_error_signatures_group_what_repeats_and_split_what_differs() -> None:
+    from appliance.training.signatures import signature
+
+    def tests_failed(output: str, test: str = "t.py::test_a") -> str:
+        return signature({"kind": "tests_failed", "fail_to_pass": {test: "failed", "t.py::test_z": "passed"}},
+                         {"test_output": output})
+
+    key_a = tests_failed("...\nE       KeyError: 'alpha'\n")
+    assert key_a == tests_failed("E   KeyError: 'beta'") == "tests_failed: t.py::test_a: KeyError: '…'"
+    assert tests_failed("FAILED t.py::test_a - ValueError: bad value 12 at 0x7f3a") == (
+        "tests_failed: t.py::test_a: ValueError: bad value N at 0xN")
+    assert key_a != tests_failed("E   KeyError: 'alpha'", test="t.py::test_b")
+    assert key_a != tests_failed("E   TypeError: 'alpha'")
+    apply = {"apply_status": "apply_error"}
+    assert signature({"kind": "apply_error"}, apply | {"apply_error": "block 3 (src/a.py): SEARCH not found"}) == \
+        signature({"kind": "apply_error"}, apply | {"apply_error": "block 1 (lib/b.py): SEARCH not found"})
+    assert signature({"kind": "llm_error", "stage": "plan", "status": "timeout"}, {}) == "llm_error[plan]: timeout"

@@ -19,7 +19,8 @@ from appliance.db.core import Database
 
 RETRIEVAL_PROVIDER = "retrieval"  # harness.pipeline's provider name for the no-model planner
 MODEL_DONE = ("resolved", "failed")
-TEST_TAIL_CHARS = 3000  # of a failed attempt's test output, for its error signature
+TEST_TAIL_CHARS = 1500  # of a failed attempt's test output, for its error signature (pytest's
+# failure lines and short summary are at the end)
 
 
 @dataclass(frozen=True)
@@ -161,22 +162,10 @@ def attempts(db: Database, f: RunFilter, *, repaired_only: bool = False,
         where += " AND ru.attempts >= 2"
     if failed_only:
         where += " AND a.resolved = 0"
-    # Only the part of a failed attempt's output where its error shows: from pytest's first
-    # "E   SomeError" line, else the end (the short test summary), cut in SQLite.
-    tail = f"substr(a.test_output, -{TEST_TAIL_CHARS})"
-    first_e = f"instr({tail}, char(10) || 'E ')"
     sql = f"""
         SELECT a.run_id, a.attempt, a.resolved, a.apply_status, a.apply_error,
-            json_extract(a.validation, '$.kind') AS kind, json_extract(a.validation, '$.stage') AS stage,
-            json_extract(a.validation, '$.error') AS error, json_extract(a.validation, '$.status') AS status,
-            CASE WHEN a.resolved THEN NULL ELSE COALESCE(
-                (SELECT key FROM json_each(a.validation, '$.fail_to_pass') WHERE value != 'passed'
-                 ORDER BY key LIMIT 1),
-                (SELECT key FROM json_each(a.validation, '$.pass_to_pass') WHERE value != 'passed'
-                 ORDER BY key LIMIT 1)) END AS failing,
-            CASE WHEN a.resolved THEN ''
-                 WHEN {first_e} > 0 THEN substr({tail}, {first_e} + 1, 400)
-                 ELSE substr(a.test_output, -600) END AS test_output
+            CASE WHEN a.resolved THEN '' ELSE a.validation END AS validation,
+            CASE WHEN a.resolved THEN '' ELSE substr(a.test_output, -{TEST_TAIL_CHARS}) END AS test_output
         FROM runs ru JOIN attempts a ON a.run_id = ru.id WHERE {where}
         ORDER BY a.run_id, a.attempt
     """

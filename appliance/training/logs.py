@@ -28,6 +28,7 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from typing import Any
 
 from appliance.db import logs as sql
@@ -314,9 +315,13 @@ def _source_files(files_json: str) -> set[str]:
 
 
 def _signature(row: Any) -> str:
-    return signature({k: row[k] for k in ("kind", "stage", "error", "status", "failing") if row[k] is not None},
-                     {"apply_status": row["apply_status"], "apply_error": row["apply_error"],
-                      "test_output": row["test_output"]})
+    return _sign(row["validation"], row["apply_status"], row["apply_error"], row["test_output"])
+
+
+@lru_cache(maxsize=1 << 16)  # failures repeat: the same inputs are signed once
+def _sign(validation: str, apply_status: str, apply_error: str | None, test_output: str) -> str:
+    return signature(json.loads(validation or "{}"), {"apply_status": apply_status, "apply_error": apply_error,
+                                                      "test_output": test_output})
 
 
 def _stage_of(sig: str) -> str:
