@@ -226,21 +226,15 @@ def dataset_rows(db: Database, dataset_id: int) -> list[DatasetRow]:
 # ------------------------------------------------------------------------------ what curate-data reads
 
 
-TRIPLE_COLUMNS = ("id", "repo", "sha", "author_ts", "origin", "prompt", "completion", "chosen", "rejected",
-                  "meta", "content_hash", "models")
-
-
-def stream_triples(db: Database, stage: str, kind: str, *, before_ts: int | None = None,
-                   ids: bool = False) -> Iterator[sqlite3.Row]:
-    """A stage's triples of one kind in time order (author date, repo, commit, hash), lazily.
+def stream_triples(db: Database, stage: str, kind: str, *, before_ts: int | None = None) -> Iterator[sqlite3.Row]:
+    """A stage's triples of one kind in time order (author date, then id), lazily: the order
+    the ``triples_stage_kind_time`` index holds them in, so SQLite never sorts the rows.
 
     ``models``: the distinct models of the runs a run-derived triple came from, comma
     separated ('' for gold triples), so a caller can tell teacher from self. ``before_ts``
-    keeps commits authored strictly before it. ``ids``: only the order-defining columns and
-    the id (a cheap second pass).
+    keeps commits authored strictly before it.
     """
-    cols = ("t.id, r.name AS repo, t.sha, t.author_ts, t.content_hash" if ids else
-            "t.id, r.name AS repo, t.sha, t.author_ts, t.origin, t.prompt, t.completion, t.chosen, t.rejected,"
+    cols = ("t.id, r.name AS repo, t.sha, t.author_ts, t.origin, t.prompt, t.completion, t.chosen, t.rejected,"
             " t.meta, t.content_hash,"
             " CASE WHEN t.source_runs = '[]' THEN '' ELSE (SELECT group_concat(DISTINCT ru.model)"
             "   FROM json_each(t.source_runs) j JOIN runs ru ON ru.id = j.value) END AS models")
@@ -250,7 +244,7 @@ def stream_triples(db: Database, stage: str, kind: str, *, before_ts: int | None
     if before_ts is not None:
         sql += " AND t.author_ts < ?"
         params.append(int(before_ts))
-    sql += " ORDER BY t.author_ts, r.name, t.sha, t.content_hash"
+    sql += " ORDER BY t.author_ts, t.id"
     cur = db.conn.execute(sql, params)
     while batch := cur.fetchmany(1024):
         yield from batch
@@ -339,10 +333,6 @@ def insert_imported_rows(conn: sqlite3.Connection, dataset_id: int, rows: Iterab
 def close_import(conn: sqlite3.Connection, dataset_id: int, rows: int, skipped: dict[str, int]) -> None:
     conn.execute("UPDATE imported_datasets SET rows = ?, skipped = ? WHERE id = ?",
                  (rows, json.dumps(skipped, sort_keys=True), dataset_id))
-
-
-IMPORTED_COLUMNS = ("id", "dataset_id", "name", "license", "line_no", "prompt", "completion", "meta",
-                    "content_hash")
 
 
 def stream_imported(db: Database, slot: str) -> Iterator[sqlite3.Row]:

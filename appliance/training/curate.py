@@ -212,6 +212,7 @@ class Curator:
 
     def __init__(self, db: Database, home: Home, config: TrainingConfig, options: CurateOptions,
                  domain_of: Callable[[str], str]):
+        check_cutoff(options.cutoff_ts, config)
         self.db, self.home, self.config, self.opt = db, home, config, options
         self.domain_of = domain_of
         self.rules = SourceRules(config)
