@@ -518,14 +518,7 @@ class Curator:
                 cutoff_ts=self.opt.cutoff_ts, rows_train=total - n_valid, rows_valid=n_valid, counts=counts,
                 source_mix={s: sources.get(s, 0) for s in SOURCES}, domain_mix=dict(sorted(domains.items())),
                 params=self._params(), notes=self.notes)
-            # The rows' indexes (task, content hash) take random inserts: a page cache that holds
-            # them keeps a large insert from re-reading index pages from disk.
-            cache = self.db.one("PRAGMA cache_size")[0]
-            self.db.conn.execute(f"PRAGMA cache_size = {-min(262_144, 64 + total // 4)}")  # KiB: ~256 B a row
-            try:
-                return self._commit(new, tmp, content_hash, total, n_valid, counts, started)
-            finally:
-                self.db.conn.execute(f"PRAGMA cache_size = {cache}")
+            return self._commit(new, tmp, content_hash, total, n_valid, counts, started)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
