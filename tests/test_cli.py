@@ -101,7 +101,9 @@ def _argv_for(path: tuple[str, ...], folder: Path) -> list[str]:
         if not param.required:
             continue
         value = "1"
-        if isinstance(param.type, click.Path):
+        if isinstance(param.type, click.Choice):  # a required choice (datasets import --format)
+            value = str(param.type.choices[0])
+        elif isinstance(param.type, click.Path):
             value = str(folder if param.type.dir_okay else folder / "file.jsonl")
         if isinstance(param, click.Option):
             argv += [param.opts[0], value]
