@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from appliance.errors import BadInput, ConfigError
+from appliance.status import ServeEngine, values
 
 CONFIG_NAME = "cra.toml"
 IMPORT_STAGING_PREFIX = "import-"  # var/tmp/import-<name>-*: one corpus import's staging folder
@@ -346,8 +347,9 @@ MIN_DPO = {"scope": 0, "precision": 0, "plan": 300, "execute-code": 500, "task-a
 
 @dataclass
 class TrainingConfig(_Table):
-    """The ``[training]`` table: what ``cra train-plan`` calls enough data and how
-    ``cra curate-data`` filters, balances and mixes it (seed 004 §5 and §6)."""
+    """The ``[training]`` table: what ``cra train-plan`` calls enough data, how
+    ``cra curate-data`` filters, balances and mixes it (seed 004 §5 and §6), and what
+    ``cra train`` needs besides a recipe and a dataset."""
 
     TABLE: ClassVar[str] = "training"
 
@@ -404,6 +406,18 @@ class TrainingConfig(_Table):
     )
     seed: int = field(default=0, metadata=_help("Seed of the deterministic sampling (replay, balancing)."))
 
+    llama_cpp_dir: str = field(
+        default="",
+        metadata=_help("cra train: llama.cpp's converter (convert_lora_to_gguf.py) for the GGUF copy of "
+                       "every adapter: a llama.cpp checkout, or the llama-cpp-python sdist (.tar.gz) that "
+                       "vendors it. Empty: $CRA_LLAMA_CPP_SRC. Never downloaded."),
+    )
+    gguf: bool = field(default=True, metadata=_help("cra train: write a GGUF copy of every adapter "
+                                                    "(llama.cpp serving needs it)."))
+    keep_checkpoints: int = field(
+        default=2, metadata=_help("cra train: checkpoints kept while training (the newest; --resume uses the last)."),
+    )
+
     def _check_types(self) -> None:
         """``check_value`` for the plain fields; the tables (dicts) are checked below."""
         hints = typing.get_type_hints(type(self))
@@ -413,6 +427,7 @@ class TrainingConfig(_Table):
 
     def __post_init__(self) -> None:
         self._check_types()
+        self._at_least("keep_checkpoints", low=1)
         where = "[training]"
         for name in ("min_sft", "min_dpo"):
             value = getattr(self, name)
@@ -449,6 +464,56 @@ class TrainingConfig(_Table):
                                       path=CONFIG_NAME) from exc
 
 
+# vLLM's --max-lora-rank accepts only these (vllm/config/lora.py, MaxLoRARanks).
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+ENGINES = tuple(values(ServeEngine))
+
+
+@dataclass
+class ServingConfig(_Table):
+    """The ``[serving]`` table: how ``cra serve`` starts an engine with the registry's adapters."""
+
+    TABLE: ClassVar[str] = "serving"
+
+    engine: str = field(
+        default="llama-cpp-python",
+        metadata=_help("llama-cpp-python (CPU default), llama-server (llama.cpp's binary) or vllm (CUDA)."),
+    )
+    port: int = field(default=8000, metadata=_help("Loopback port the engine listens on (always 127.0.0.1)."))
+    max_lora_rank: int = field(
+        default=64,
+        metadata=_help("Highest LoRA rank the serving engine loads (vLLM's --max-lora-rank: one of "
+                       "1, 8, 16, 32, 64, 128, 256, 320, 512); a recipe above it is refused."),
+    )
+    poll_s: float = field(
+        default=5.0, metadata=_help("How often cra serve re-reads the registry to apply promotes and rollbacks."),
+    )
+    n_ctx: int = field(default=4096, metadata=_help("llama.cpp engines: context window in tokens."))
+    llama_server: str = field(
+        default="llama-server", metadata=_help("The llama-server binary (a path, or a name on PATH)."),
+    )
+    extra_args: list[str] = field(
+        default_factory=list,
+        metadata=_help("More arguments for the engine, as is (e.g. [\"--gpu-memory-utilization\", \"0.8\"])."),
+    )
+    startup_timeout_s: float = field(
+        default=900.0, metadata=_help("Seconds the engine may take to answer /v1/models after starting."),
+    )
+
+    def __post_init__(self) -> None:
+        self._check_types()
+        self._at_least("port", "n_ctx", low=1)
+        self._at_least("poll_s", "startup_timeout_s", low=0.1)
+        if self.engine not in ENGINES:
+            raise ConfigError(f"[serving] engine {self.engine!r} is unknown", hint=f"use one of {', '.join(ENGINES)}",
+                              path=CONFIG_NAME)
+        if self.max_lora_rank not in VLLM_LORA_RANKS:
+            raise ConfigError(f"[serving] max_lora_rank {self.max_lora_rank!r} is not a rank engines accept",
+                              hint=f"use one of {', '.join(map(str, VLLM_LORA_RANKS))}", path=CONFIG_NAME)
+        if self.port > 65535:
+            raise ConfigError(f"[serving] port {self.port} is not a TCP port", hint="use 1 to 65535", path=CONFIG_NAME)
+
+
 @dataclass
 class Settings:
     """All of ``cra.toml``: one field per table."""
@@ -458,6 +523,7 @@ class Settings:
     llm: LLMConfig = field(default_factory=LLMConfig)
     harness: HarnessConfig = field(default_factory=HarnessConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
 
 
 def _nearest(key: str, known: list[str]) -> str:

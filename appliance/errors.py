@@ -93,3 +93,13 @@ class LeakError(BadInput):
 
 class GuardrailError(BadInput):
     """A dataset the spec's self-improvement guardrails forbid (seed 004 §6), unless forced."""
+
+
+class AdapterTampered(BadInput):
+    """An adapter version whose files no longer match the sha256 recorded when it was trained."""
+
+
+class Interrupted(CraError):
+    """Ctrl-C stopped a long job at a point it can resume from: exit 130, like a shell."""
+
+    exit_code = 130

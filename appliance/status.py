@@ -142,6 +142,38 @@ class ImportFormat(StrEnum):
     SRI = "sri"                              # instruction, input code, search/replace answer (SRI Tuning)
 
 
+class AdapterAlias(StrEnum):
+    """Names that point at one version of a slot (``adapter_aliases.alias``), as in MLflow's
+    model registry: ``active`` is what the pipeline and ``cra serve`` use, ``candidate`` what
+    ``cra train`` produced last and an evaluation may promote."""
+
+    ACTIVE = "active"
+    CANDIDATE = "candidate"
+
+
+class AdapterAction(StrEnum):
+    """What one audit row of the registry records (``adapter_events.action``)."""
+
+    REGISTER = "register"    # cra train stored a new version (and made it the candidate)
+    PROMOTE = "promote"      # active moved forward to a chosen version
+    ROLLBACK = "rollback"    # active moved back; no file is ever deleted
+
+
+class TrainingMethod(StrEnum):
+    """How an adapter is trained (``adapter_versions.method``; a dataset's ``kind``)."""
+
+    SFT = "sft"
+    DPO = "dpo"
+
+
+class ServeEngine(StrEnum):
+    """The servers ``cra serve`` starts, each with its own way of choosing a LoRA per request."""
+
+    LLAMA_CPP_PYTHON = "llama-cpp-python"  # the CPU default: one model alias per adapter
+    LLAMA_SERVER = "llama-server"          # --lora per adapter, a request's "lora" list
+    VLLM = "vllm"                          # --lora-modules, runtime /v1/load_lora_adapter
+
+
 def values(enum: type[StrEnum]) -> list[str]:
     """The members' strings in declaration order, e.g. for a ``click.Choice``."""
     return [m.value for m in enum]

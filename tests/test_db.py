@@ -189,6 +189,8 @@ def test_migration_5_keeps_every_row_and_makes_patches_text(tmp_path: Path) -> N
     ("training_datasets", "slot", "AdapterSlot"), ("training_dataset_rows", "source", "DataSource"),
     ("leases", "kind", "LeaseKind"),
     ("imported_datasets", "format", "ImportFormat"), ("imported_datasets", "slot", "AdapterSlot"),
+    ("adapter_versions", "slot", "AdapterSlot"), ("adapter_versions", "method", "TrainingMethod"),
+    ("adapter_aliases", "alias", "AdapterAlias"), ("adapter_events", "action", "AdapterAction"),
 ])
 def test_every_status_enum_matches_its_check_clause(db: Database, table: str, column: str,
                                                     enum_name: str) -> None:

@@ -522,6 +522,69 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX training_datasets_slot ON training_datasets (slot, kind);
         """,
     ),
+    Migration(
+        9,
+        "adapter registry: immutable versions with their hashes, active/candidate aliases, "
+        "an append-only audit of every register, promote and rollback",
+        # Versions are never updated or deleted (triggers refuse it): rollback is moving an
+        # alias back, so every version must still be there. The (slot, alias) primary key is
+        # what makes two active versions of one slot impossible, whatever two processes do.
+        """
+        CREATE TABLE adapter_versions (
+            id            INTEGER PRIMARY KEY,
+            slot          TEXT NOT NULL CHECK (slot IN ('scope', 'precision', 'plan',
+                              'execute-code', 'task-analysis')),
+            version       INTEGER NOT NULL CHECK (version >= 1),
+            path          TEXT NOT NULL UNIQUE,  -- folder under CRA_HOME: adapters/<slot>/v<N>
+            method        TEXT NOT NULL CHECK (method IN ('sft', 'dpo')),
+            rank          INTEGER NOT NULL,
+            base_model    TEXT NOT NULL,         -- the frozen base (a HF folder) it was trained on
+            base_sha256   TEXT NOT NULL,         -- over every file of that folder
+            base_gguf     TEXT,                  -- the same base as GGUF, for llama.cpp serving
+            dataset_id    INTEGER REFERENCES training_datasets(id),
+            dataset_hash  TEXT NOT NULL,
+            recipe        TEXT NOT NULL,         -- JSON: the recipe as trained
+            recipe_sha256 TEXT NOT NULL,
+            files         TEXT NOT NULL,         -- JSON {relative path: sha256}, every file
+            metrics       TEXT NOT NULL,         -- JSON: loss curve, tokens/s, wall time, steps
+            created_at    TEXT NOT NULL,
+            UNIQUE (slot, version)
+        );
+        CREATE TABLE adapter_aliases (
+            slot          TEXT NOT NULL,
+            alias         TEXT NOT NULL CHECK (alias IN ('active', 'candidate')),
+            version_id    INTEGER NOT NULL REFERENCES adapter_versions(id),
+            updated_at    TEXT NOT NULL,
+            PRIMARY KEY (slot, alias)
+        );
+        CREATE TABLE adapter_events (
+            id            INTEGER PRIMARY KEY,
+            slot          TEXT NOT NULL,
+            action        TEXT NOT NULL CHECK (action IN ('register', 'promote', 'rollback')),
+            alias         TEXT NOT NULL,
+            from_version  INTEGER,               -- the version number the alias left (NULL: none)
+            to_version    INTEGER,               -- and the one it points at now (NULL: none)
+            reason        TEXT NOT NULL DEFAULT '',
+            report        TEXT,                  -- the evaluation report that justified it
+            created_at    TEXT NOT NULL
+        );
+        CREATE INDEX adapter_events_slot ON adapter_events (slot, id);
+        CREATE TRIGGER adapter_versions_immutable BEFORE UPDATE ON adapter_versions
+        BEGIN SELECT RAISE(ABORT, 'adapter versions are immutable: train a new version'); END;
+        CREATE TRIGGER adapter_versions_kept BEFORE DELETE ON adapter_versions
+        BEGIN SELECT RAISE(ABORT, 'adapter versions are kept: rollback needs them'); END;
+        CREATE TRIGGER adapter_events_immutable BEFORE UPDATE ON adapter_events
+        BEGIN SELECT RAISE(ABORT, 'the adapter audit is append-only'); END;
+        CREATE TRIGGER adapter_events_kept BEFORE DELETE ON adapter_events
+        BEGIN SELECT RAISE(ABORT, 'the adapter audit is append-only'); END;
+        CREATE TRIGGER adapter_aliases_insert_slot BEFORE INSERT ON adapter_aliases
+        WHEN (SELECT slot FROM adapter_versions WHERE id = NEW.version_id) IS NOT NEW.slot
+        BEGIN SELECT RAISE(ABORT, 'an alias points at a version of its own slot'); END;
+        CREATE TRIGGER adapter_aliases_update_slot BEFORE UPDATE ON adapter_aliases
+        WHEN (SELECT slot FROM adapter_versions WHERE id = NEW.version_id) IS NOT NEW.slot
+        BEGIN SELECT RAISE(ABORT, 'an alias points at a version of its own slot'); END;
+        """,
+    ),
 ]
 
 LATEST = max(m.version for m in MIGRATIONS)

@@ -12,16 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
-from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-from jsonschema.exceptions import ValidationError, best_match
-
+from appliance import jsonschemas
 from appliance.atomic import write_atomic
 from appliance.errors import ManifestError
 from appliance.records import CommitRecord, EraRecord, RepoRecord
@@ -32,26 +27,9 @@ _HINT = "re-create the package on the connected side with 'cra corpus add' and e
 _MAX_MESSAGE = 200
 
 
-@lru_cache(maxsize=1)
 def load_schema() -> dict[str, Any]:
     """The manifest JSON Schema shipped inside the ``appliance`` package."""
-    text = resources.files("appliance").joinpath(*SCHEMA_RESOURCE).read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
-    return schema
-
-
-@lru_cache(maxsize=1)
-def _validator() -> jsonschema.protocols.Validator:
-    schema = load_schema()
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema)
-
-
-def _pointer(parts: Iterable[Any]) -> str:
-    """RFC 6901 JSON pointer; the document root is shown as ``/`` so messages stay readable."""
-    escaped = [str(p).replace("~", "~0").replace("/", "~1") for p in parts]
-    return "/" + "/".join(escaped)
+    return jsonschemas.load_schema(SCHEMA_RESOURCE[1])
 
 
 def _short(text: str) -> str:
@@ -73,14 +51,9 @@ def validate_manifest(manifest: Any, *, where: Path | str | None = None) -> None
                 f" reads ({FORMAT_VERSION})",
                 hint="upgrade cra on this machine",
             )
-    error: ValidationError | None = best_match(_validator().iter_errors(manifest))
+    error = jsonschemas.first_error(SCHEMA_RESOURCE[1], manifest)
     if error is not None:
-        path = list(error.absolute_path)
-        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-            # Point at the unexpected key itself, not at the object holding it.
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            path += extra[:1]
-        raise _fail(where, _pointer(path), error.message)
+        raise _fail(where, jsonschemas.pointer(error[0]), error[1])
     _check_references(manifest, where)
 
 
