@@ -45,3 +45,25 @@ def db(home: Home):
     database = Database(home.db_path)
     yield database
     database.close()
+
+
+@pytest.fixture(scope="session")
+def trained_plan(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CRA_HOME whose plan slot has v1, trained once per session by ``cra train`` (SFT on the
+    tiny model, 16 steps): copy the folder before changing anything in it."""
+    from curated import plan_sft_rows, tiny_recipe, write_dataset
+    from tinymodel import converter_dir, tiny_model
+
+    from appliance.cli import main
+
+    model = tiny_model()
+    root = tmp_path_factory.mktemp("trained") / "home"
+    home = Home(root)
+    root.mkdir()
+    (root / "cra.toml").write_text(f'[training]\nllama_cpp_dir = "{converter_dir()}"\n')
+    tiny_recipe(home, model, steps=16)
+    with Database(home.db_path) as db:
+        dataset = write_dataset(db, home, slot="plan", kind="sft", train=plan_sft_rows(48),
+                                valid=plan_sft_rows(8, seed=99))
+    assert main(["--home", str(root), "train", "plan", "--dataset", str(dataset)]) == 0
+    return root

@@ -35,14 +35,13 @@ import random
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-import pytest
+from appliance.training.gguf import convert_lora, convert_model
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_ROOT = REPO / ".pytest_cache" / "cra-tinymodel"
@@ -61,6 +60,13 @@ PLAN_SYSTEM = "You are the planner. Answer with a JSON plan."
 WORDS = ["parser", "cache", "config", "loader", "report", "client", "index", "store",
          "router", "schema", "token", "queue"]
 VERBS = ["Fix", "Add", "Handle", "Support", "Remove", "Rename"]
+
+
+def _pytest():
+    """pytest, imported when a test needs to skip: scripts/gpu_check.py imports this module too."""
+    import pytest
+
+    return pytest
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,12 @@ def _plan_answer(files: list[str], pick: str, symbol: str, verb: str) -> str:
     return json.dumps({"kind": "step", "steps": [step]})
 
 
+def plan_examples(seed: int, *, last_file: bool, count: int) -> list[list[dict[str, str]]]:
+    """``count`` chat examples (system, user, assistant) in the shape the model was trained on;
+    with ``last_file`` the answer picks the last file, as the tiny LoRA does."""
+    return _examples(random.Random(seed), last_file=last_file, count=count)
+
+
 def _examples(rng: random.Random, *, last_file: bool, count: int) -> list[list[dict[str, str]]]:
     """Chat examples: a task and a file list -> a one-step plan.
 
@@ -137,7 +149,7 @@ def require_build_deps(*, building: bool = True) -> None:
     """
     for module, why in _NEEDS.items():
         if building or module == "llama_cpp":
-            pytest.importorskip(module, reason=f"the tiny test model needs {module}: {why}")
+            _pytest().importorskip(module, reason=f"the tiny test model needs {module}: {why}")
 
 
 def _version(dist: str) -> str:
@@ -200,14 +212,14 @@ def converter_dir() -> Path:
     if env:
         path = Path(env)
         if not (path / "convert_hf_to_gguf.py").is_file():
-            pytest.fail(f"CRA_LLAMA_CPP_SRC={env} has no convert_hf_to_gguf.py")
+            _pytest().fail(f"CRA_LLAMA_CPP_SRC={env} has no convert_hf_to_gguf.py")
         return path
     version = _version("llama_cpp_python")
     cached = CACHE_ROOT / f"llama.cpp-{version}"
     if (cached / "convert_hf_to_gguf.py").is_file():
         return cached
     if os.environ.get("CRA_TEST_OFFLINE") == "1":
-        pytest.skip("the llama.cpp converter is not cached and CRA_TEST_OFFLINE=1 forbids "
+        _pytest().skip("the llama.cpp converter is not cached and CRA_TEST_OFFLINE=1 forbids "
                     "downloading the llama-cpp-python sdist (set CRA_LLAMA_CPP_SRC)")
     CACHE_ROOT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE_ROOT) as tmp:
@@ -218,7 +230,7 @@ def converter_dir() -> Path:
         )
         sdists = list(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
         if not sdists:
-            pytest.skip(f"cannot get the llama-cpp-python {version} sdist for its converter: "
+            _pytest().skip(f"cannot get the llama-cpp-python {version} sdist for its converter: "
                         f"{(proc.stderr or proc.stdout).strip()[-300:]}")
         staging = Path(tmp) / "out"
         _extract_converter(sdists[0], staging)
@@ -227,53 +239,19 @@ def converter_dir() -> Path:
 
 
 def _extract_converter(sdist: Path, dest: Path) -> None:
-    wanted = ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py", "conversion/", "gguf-py/")
-    with tarfile.open(sdist) as tar:
-        for member in tar.getmembers():
-            parts = member.name.split("/", 1)
-            if len(parts) < 2 or not parts[1].startswith("vendor/llama.cpp/"):
-                continue
-            rel = parts[1][len("vendor/llama.cpp/"):]
-            if not (member.isfile() and rel.startswith(wanted)):
-                continue
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tar.extractfile(member)
-            assert src is not None
-            target.write_bytes(src.read())
-    if not (dest / "convert_hf_to_gguf.py").is_file():
-        pytest.skip(f"{sdist.name} has no vendor/llama.cpp/convert_hf_to_gguf.py")
+    from appliance.errors import ConfigError
+    from appliance.training.gguf import extract_converter
+
+    try:
+        extract_converter(sdist, dest)
+    except ConfigError as exc:
+        _pytest().skip(str(exc))
 
 
 # The converter identifies BPE pre-tokenizers by the hash of a test encoding; ours is
-# byte-level BPE with GPT-2's split regex, which it cannot know, so it is told. Patched
-# in-process rather than edited on disk so the cached sdist files stay pristine.
-_CONVERT = """
-import runpy, sys
-src = sys.argv[1]
-sys.path[:0] = [src, src + "/gguf-py"]
-import conversion.base as base
-import conversion.llama as llama
-base.TextModel.get_vocab_base_pre = lambda self, tokenizer: "gpt-2"
-# LlamaModel tries sentencepiece first (and needs it installed to find out there is no
-# tokenizer.model); ours is a tokenizer.json BPE: go straight to the GPT-2 style vocab.
-llama.LlamaModel.set_vocab = lambda self: self._set_vocab_gpt2()
-script = sys.argv[2]
-sys.argv = [script] + sys.argv[3:]
-runpy.run_path(src + "/" + script, run_name="__main__")
-"""
-
-
-def _convert(converter: Path, script: str, args: list[str], log: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
-    env["HF_HUB_OFFLINE"] = "1"  # a converter that reaches for the hub must fail, not download
-    proc = subprocess.run(
-        [sys.executable, "-c", _CONVERT, str(converter), script, *args],
-        check=False, capture_output=True, text=True, env=env, timeout=600,
-    )
-    log.write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{script} failed (see {log}): {proc.stderr.strip()[-800:]}")
+# byte-level BPE with GPT-2's split regex, which it cannot know, so it is told "gpt-2"
+# (appliance.training.gguf patches that in-process; the cached sdist stays pristine).
+PRE_TOKENIZER = "gpt-2"
 
 
 # ------------------------------------------------------------------------------ build
@@ -284,10 +262,44 @@ def _source_texts() -> list[str]:
     return [p.read_text(encoding="utf-8", errors="replace") for p in files]
 
 
+def build_tokenizer(out: Path, extra_texts: list[str] = ()):  # type: ignore[assignment]
+    """A byte-level BPE of 512 tokens with ChatML markers, trained on cra's own source files
+    (and ``extra_texts``), saved with the ChatML chat template into ``out``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=512, special_tokens=[BOS, EOS, IM_START],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+    )
+    tok.train_from_iterator(_source_texts() + list(extra_texts), trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS,
+                                   pad_token=EOS, unk_token=None)
+    fast.chat_template = CHAT_TEMPLATE
+    fast.save_pretrained(out)
+    return fast
+
+
+def llama_config(tokenizer, *, hidden_size: int = 64, intermediate_size: int = 128, layers: int = 2,
+                 heads: int = 4, kv_heads: int = 2, max_positions: int = 1024):
+    """A small Llama for ``tokenizer``: 64/128/2 layers is about 140k parameters."""
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+        max_position_embeddings=max_positions, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+
+
 def _build(work: Path, converter: Path) -> None:
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import LlamaForCausalLM
 
     rng = random.Random(1234)
     torch.manual_seed(1234)
@@ -296,33 +308,14 @@ def _build(work: Path, converter: Path) -> None:
     lora_data = _examples(rng, last_file=True, count=96)
 
     # 1. tokenizer: byte-level BPE, 512 tokens, ChatML markers as special tokens.
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=512, special_tokens=[BOS, EOS, IM_START],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    chat_text = [json.dumps(ex) for ex in base_data[:32]]
-    tok.train_from_iterator(_source_texts() + chat_text, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS,
-                                   pad_token=EOS, unk_token=None)
-    fast.chat_template = CHAT_TEMPLATE
-    fast.save_pretrained(hf)
+    fast = build_tokenizer(hf, [json.dumps(ex) for ex in base_data[:32]])
 
     # 2. the model, trained on plan examples (loss on the assistant answer only).
-    config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-        pad_token_id=fast.pad_token_id, tie_word_embeddings=False,
-    )
-    model = LlamaForCausalLM(config)
+    model = LlamaForCausalLM(llama_config(fast))
     _train(model, fast, base_data, steps=120, lr=1e-2)  # loss ~0.2, ~15 s
     model.save_pretrained(hf, safe_serialization=True)
-    _convert(converter, "convert_hf_to_gguf.py",
-             [str(hf), "--outfile", str(work / "model.gguf"), "--outtype", "f32"],
-             work / "convert.log")
+    convert_model(converter, hf, work / "model.gguf", outtype="f32", log=work / "convert.log",
+                  pre_tokenizer=PRE_TOKENIZER)
 
     # 3. a LoRA that prefers the last file (only with peft installed).
     try:
@@ -338,10 +331,7 @@ def _build(work: Path, converter: Path) -> None:
     _train(lora_model, fast, lora_data, steps=80, lr=2e-2)
     lora_dir = work / "lora"
     lora_model.save_pretrained(lora_dir)
-    _convert(converter, "convert_lora_to_gguf.py",
-             [str(lora_dir), "--base", str(hf), "--outfile", str(work / "lora.gguf"),
-              "--outtype", "f32"],
-             work / "convert-lora.log")
+    convert_lora(converter, lora_dir, hf, work / "lora.gguf", outtype="f32", log=work / "convert-lora.log")
 
 
 def _train(model, tokenizer, data: list[list[dict[str, str]]], *, steps: int, lr: float) -> None:
