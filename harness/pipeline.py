@@ -168,7 +168,10 @@ def run_repo(
     else:
         combos = [(float(t), s) for t in temperatures for s in range(samples)]
         provider, model = client.provider.name, client.provider.model
-    units = [(task, RunKey(repo=name, sha=task.sha, provider=provider, model=model, adapter=adapter or "",
+    # Routed adapters (``--adapters active``) name their versions in the key: after a promote,
+    # the same task runs again rather than being skipped as done.
+    run_adapter = adapter or (client.adapter_label if client is not None else "")
+    units = [(task, RunKey(repo=name, sha=task.sha, provider=provider, model=model, adapter=run_adapter,
                            temperature=temperature, sample=sample))
              for task in tasks for temperature, sample in combos]
     tick = progress or (lambda done, total, run: None)
@@ -192,7 +195,7 @@ def run_repo(
     scores = [r.summary["plan_score"] for r in seen if isinstance(r.summary.get("plan_score"), int | float)]
     summary.update({
         "repo": name, "mode": "retrieval" if client is None else "model", "provider": provider,
-        "model": model, "adapter": adapter or "", "tasks": len(tasks), "ran": ran, "skipped": skipped,
+        "model": model, "adapter": run_adapter, "tasks": len(tasks), "ran": ran, "skipped": skipped,
         "mean_plan_score": round(sum(scores) / len(scores), 4) if scores else None,
     })
     if summary["infra_errors"]:

@@ -126,7 +126,7 @@ def staged_files(folder: Path, content: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "adapter_config.json").write_text(json.dumps({"r": 8, "note": content}))
     (folder / "adapter_model.safetensors").write_bytes(hashlib.sha256(content.encode()).digest() * 64)
-    (folder / "adapter.gguf").write_bytes(b"GGUF" + content.encode())
+    (folder / "adapter.gguf").write_bytes(b"not a GGUF: " + content.encode())  # llama.cpp refuses it
     return folder
 
 

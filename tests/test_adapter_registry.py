@@ -6,6 +6,7 @@ training tests register real trained adapters through ``cra train``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import sqlite3
@@ -56,14 +57,16 @@ def test_promote_and_rollback_move_active_with_an_audit_row_and_never_delete(
         registry.promote(db, home, "plan", "v3")
     event = registry.rollback(db, home, "plan", reason="regressed", report="eval-3")
     assert (event.action, event.from_version, event.to_version, event.report) == ("rollback", 3, 1, "eval-3")
-    with pytest.raises(BadInput, match="first active version"):
-        registry.rollback(db, home, "plan")
     registry.rollback(db, home, "plan", to="v2", reason="try v2")
     assert registry.current(db, "plan").version == 2
+    registry.rollback(db, home, "plan", to="base", reason="no adapter")
+    assert registry.current(db, "plan") is None  # the stage runs on the base model
+    with pytest.raises(BadInput, match="already runs on the base model"):
+        registry.rollback(db, home, "plan")
     moves = [(e.action, e.from_version, e.to_version, e.reason) for e in registry.history(db, "plan")
              if e.alias == "active"]
     assert moves == [("promote", None, 1, "first"), ("promote", 1, 3, "candidate wins"),
-                     ("rollback", 3, 1, "regressed"), ("rollback", 1, 2, "try v2")]
+                     ("rollback", 3, 1, "regressed"), ("rollback", 1, 2, "try v2"), ("rollback", 2, None, "no adapter")]
     assert all((home.adapters / "plan" / f"v{n}" / "adapter.gguf").is_file() for n in (1, 2, 3))
     with pytest.raises(NotFound, match="no adapter version v9"):
         registry.promote(db, home, "plan", 9)
@@ -75,19 +78,18 @@ def test_rollback_goes_back_along_the_promotions_not_the_last_move(db: Database,
         registry.promote(db, home, "plan", n)
     assert registry.rollback(db, home, "plan").to_version == 2
     assert registry.rollback(db, home, "plan").to_version == 1  # not back to 3
+    assert registry.rollback(db, home, "plan").to_version is None  # v1 was the first: the base model
 
 
 def test_versions_and_the_audit_are_immutable_in_the_database(db: Database, home: Home, tmp_path: Path) -> None:
-    [v1] = _register(db, home, tmp_path)
+    _register(db, home, tmp_path)
     for sql in ("UPDATE adapter_versions SET rank = 64", "DELETE FROM adapter_versions",
                 "UPDATE adapter_events SET reason = 'x'", "DELETE FROM adapter_events"):
-        with pytest.raises(sqlite3.IntegrityError):
-            with db.write() as c:
-                c.execute(sql)
+        with pytest.raises(sqlite3.IntegrityError), db.write() as c:
+            c.execute(sql)
     [s1] = _register(db, home, tmp_path, slot="scope")
-    with pytest.raises(sqlite3.IntegrityError, match="its own slot"):
-        with db.write() as c:
-            c.execute("INSERT INTO adapter_aliases VALUES ('plan', 'active', ?, 'now')", (s1.id,))
+    with pytest.raises(sqlite3.IntegrityError, match="its own slot"), db.write() as c:
+        c.execute("INSERT INTO adapter_aliases VALUES ('plan', 'active', ?, 'now')", (s1.id,))
 
 
 def test_a_tampered_version_is_found_and_refused_everywhere(db: Database, home: Home, tmp_path: Path,
@@ -147,7 +149,7 @@ def test_two_processes_promoting_at_once_leave_one_active_version_and_a_consiste
     assert len(promotes) == 10
     # Each promote read where active pointed inside its own transaction: an unbroken chain.
     assert promotes[0].from_version is None
-    assert all(b.from_version == a.to_version for a, b in zip(promotes, promotes[1:], strict=False))
+    assert all(b.from_version == a.to_version for a, b in itertools.pairwise(promotes))
     assert registry.current(db, "plan").version == promotes[-1].to_version
 
 
@@ -169,5 +171,7 @@ def test_the_cli_lists_shows_promotes_and_rolls_back(db: Database, home: Home, t
     assert history[-1]["action"] == "rollback" and history[-1]["reason"] == "worse"
     assert main(["adapters", "show", "plan", "active"]) == 0
     assert "plan-v1" in capsys.readouterr().out
-    assert main(["adapters", "rollback", "plan"]) == 2  # v1 was the first active version
-    assert "nothing before it" in capsys.readouterr().err
+    assert main(["adapters", "rollback", "plan"]) == 0  # v1 was the first active version
+    assert "active v1 -> base (no adapter)" in capsys.readouterr().out
+    assert main(["adapters", "rollback", "plan"]) == 2
+    assert "already runs on the base model" in capsys.readouterr().err

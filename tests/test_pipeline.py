@@ -512,3 +512,68 @@ def test_a_piped_run_prints_progress_lines(planned, capsys) -> None:
     assert main(["harness", "run", "calc"]) == 0
     err = capsys.readouterr().err
     assert "run: 0/1 (0%)" in err and "run: 1/1 (100%)" in err
+
+
+# ----------------------------------------------------------------------------- routed adapters
+
+
+@network
+def test_routed_adapters_give_each_stage_its_slots_version_and_name_the_run(world: World, tmp_path: Path) -> None:
+    from curated import staged_files, version_meta
+
+    from appliance.adapters import registry
+    from appliance.adapters.routes import routes_for
+
+    for slot in ("plan", "execute-code"):
+        registry.register(world.db, world.home, slot, staged_files(tmp_path / slot, slot), version_meta())
+        registry.promote(world.db, world.home, slot)
+    client, _ = _client(world.db, [PLAN, RIGHT_EDIT_POLLUTED], "routed")
+    client.routes = routes_for(world.db, world.home, "active")
+    summary = _run(world, client, max_attempts=1)
+    assert summary["adapter"] == "active:execute-code@v1,plan@v1" and summary["ran"] == 1
+    [run] = [r for r in list_runs(world.db, "calc") if r.model == "routed"]
+    assert run.adapter == summary["adapter"] and run.status == "resolved"
+    assert [(c.stage, c.adapter) for c in list_calls(world.db, run_id=run.id)] == [
+        ("plan", "plan@v1"), ("execute", "execute-code@v1")]
+    # After a promote the same task runs again under the new versions, not skipped as done.
+    registry.register(world.db, world.home, "plan", staged_files(tmp_path / "plan2", "plan2"), version_meta())
+    registry.promote(world.db, world.home, "plan")
+    client, _ = _client(world.db, [PLAN, RIGHT_EDIT_POLLUTED], "routed")
+    client.routes = routes_for(world.db, world.home, "active")
+    again = _run(world, client, max_attempts=1)
+    assert again["ran"] == 1 and again["adapter"] == "active:execute-code@v1,plan@v2"
+    for slot in ("plan", "execute-code"):  # the first versions were the first active: back to the base
+        while registry.current(world.db, slot) is not None:
+            registry.rollback(world.db, world.home, slot, reason="test done")
+
+
+@network
+def test_harness_run_with_active_adapters_runs_their_base_in_process(world: World, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("llama_cpp", reason="the llama extra (llama-cpp-python) is not installed")
+    from curated import staged_tiny_lora, version_meta
+    from tinymodel import tiny_model
+
+    from appliance.adapters import registry
+    from appliance.cli import main
+
+    model = tiny_model()
+    if model.lora_gguf is None:
+        pytest.skip("peft is not installed: the tiny model has no LoRA (pip install 'cra[train]')")
+    monkeypatch.setenv("CRA_HOME", str(world.home.root))
+    (world.home.root / "cra.toml").write_text("[llm]\nn_ctx = 2048\nmax_retries = 0\nretry_backoff_s = 0\n")
+    try:
+        version = registry.register(world.db, world.home, "plan", staged_tiny_lora(tmp_path / "tiny", model),
+                                    version_meta(model_base=str(model.hf_dir), base_gguf=str(model.gguf)))
+        registry.promote(world.db, world.home, "plan", version.version)
+        code = main(["harness", "run", "calc", "--adapters", "active", "--max-attempts", "1", "--json"])
+    finally:
+        (world.home.root / "cra.toml").unlink()
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["provider"] == "llama_cpp" and summary["model"] == str(model.gguf.resolve())
+    assert summary["adapter"].startswith("active:") and f"plan@v{version.version}" in summary["adapter"]
+    [run] = [r for r in list_runs(world.db, "calc") if r.adapter == summary["adapter"]]
+    calls = list_calls(world.db, run_id=run.id)
+    assert calls[0].stage == "plan" and calls[0].adapter == f"plan@v{version.version}"

@@ -16,7 +16,7 @@ Library API (what ``cra adapters``, ``cra serve`` and ``cra cycle`` call)::
 
     register(db, home, slot, staging, meta)            -> AdapterVersion  (cra train)
     promote(db, home, slot, version=None, reason=..., report=...)  -> AdapterEvent
-    rollback(db, home, slot, to=None, reason=..., report=...)      -> AdapterEvent
+    rollback(db, home, slot, to=None|version|"base", reason=..., report=...) -> AdapterEvent
     current(db, slot, "active"|"candidate")            -> AdapterVersion | None
     find(db, slot, "v3"|3|"active"|"candidate"|"latest") -> AdapterVersion
     versions(db, slot=None), history(db, slot=None), overview(db)
@@ -258,31 +258,45 @@ def promote(db: Database, home: Home, slot: str, version: str | int | None = Non
                               reason=reason, report=report)
 
 
-def rollback_target(db: Database, slot: str) -> AdapterVersion:
-    """The version that was active before the current one was promoted."""
+BASE = "base"
+"""``rollback(..., to=BASE)``: no adapter for the slot, its stage runs on the base model."""
+
+
+def rollback_target(db: Database, slot: str) -> AdapterVersion | None:
+    """The version that was active before the current one was promoted; None: the base model
+    (the current one was the slot's first active version)."""
     active = sql.alias_target(db, slot, AdapterAlias.ACTIVE)
     if active is None:
-        raise BadInput(f"{slot} has no active version to roll back", hint=f"see 'cra adapters history {slot}'")
+        raise BadInput(f"{slot} has no active version to roll back (its stage already runs on the base model)",
+                       hint=f"see 'cra adapters history {slot}'")
     promotes = [e for e in sql.list_events(db, slot)
                 if e.action == AdapterAction.PROMOTE and e.alias == AdapterAlias.ACTIVE
                 and e.to_version == active.version]
     previous = promotes[-1].from_version if promotes else None
-    if previous is None:
-        raise BadInput(f"{active.label} was the first active version of {slot}: there is nothing before it",
-                       hint="name a version with --to")
-    return sql.get_version(db, slot, previous)
+    return sql.get_version(db, slot, previous) if previous is not None else None
 
 
 def rollback(db: Database, home: Home, slot: str, *, to: str | int | None = None, reason: str = "",
              report: str | None = None) -> AdapterEvent:
-    """Point ``active`` back (default: at the version active before the current one was
-    promoted), in one transaction with its audit row. Never deletes files."""
+    """Point ``active`` back, in one transaction with its audit row; never deletes files.
+
+    By default to the version active before the current one was promoted, or, when the
+    current one was the first, to no version at all (``to="base"``): the slot's stage then
+    runs on the base model, as it did before any adapter (seed 004 §6: a regression after a
+    promote is rolled back at once).
+    """
     check_slot(slot)
     with db.write() as conn:
-        target = rollback_target(db, slot) if to is None else find(db, slot, to)
+        if to is None:
+            target = rollback_target(db, slot)
+        else:
+            target = None if str(to) == BASE else find(db, slot, to)
         active = sql.alias_target(conn, slot, AdapterAlias.ACTIVE)
-        if active is not None and active.id == target.id:
+        if active is None and target is None:
+            raise BadInput(f"{slot} already runs on the base model: it has no active version")
+        if active is not None and target is not None and active.id == target.id:
             raise BadInput(f"{target.label} is already the active version of {slot}")
-        check_intact(home, target)
+        if target is not None:
+            check_intact(home, target)
         return sql.move_alias(conn, slot, AdapterAlias.ACTIVE, target, action=AdapterAction.ROLLBACK,
                               reason=reason, report=report)

@@ -21,7 +21,17 @@ import click
 from rich.markup import escape
 from rich.text import Text
 
-from appliance.cli import corpus, demo, doctor, harness, training, triples  # noqa: F401  (registers the commands)
+from appliance.cli import (  # noqa: F401  (registers the commands)
+    adapters,
+    corpus,
+    demo,
+    doctor,
+    harness,
+    serve,
+    train,
+    training,
+    triples,
+)
 from appliance.cli.base import CURRENT, cli, err_console
 from appliance.config import Home
 from appliance.errors import CraError

@@ -108,8 +108,9 @@ def _moved(event: object, as_json: bool) -> None:
     if as_json:
         emit_json(event.to_dict())
         return
-    before = f"v{event.from_version}" if event.from_version else "none"
-    console.print(f"[green]{event.slot}[/]: active {before} -> v{event.to_version} ({event.action})")
+    before = f"v{event.from_version}" if event.from_version else "base"
+    after = f"v{event.to_version}" if event.to_version else "base (no adapter)"
+    console.print(f"[green]{event.slot}[/]: active {before} -> {after} ({event.action})")
 
 
 @adapters.command("promote")
@@ -130,14 +131,15 @@ def adapters_promote(app: App, slot: str, version: str | None, reason: str, repo
 
 @adapters.command("rollback")
 @click.argument("slot", type=SLOTS)
-@click.option("--to", "to", metavar="VERSION", help="Go back to this version (default: the one active before).")
+@click.option("--to", "to", metavar="VERSION", help="Go back to this version, or 'base' for none (default: the one "
+              "active before; the base model when the current one was the first).")
 @click.option("--reason", default="", help="Why, for the audit row.")
 @click.option("--report", help="The evaluation report that showed the regression.")
 @click.option("--json", "as_json", is_flag=True, help="Print the audit row as JSON.")
 @pass_app
 def adapters_rollback(app: App, slot: str, to: str | None, reason: str, report: str | None, as_json: bool) -> None:
-    """Point SLOT's active alias back at the version active before (or --to VERSION): a database
-    update, never retraining; no file is deleted."""
+    """Point SLOT's active alias back at the version active before (or --to VERSION; the base model
+    when the current one was the first): a database update, never retraining; no file is deleted."""
     from appliance.adapters.registry import rollback
 
     _moved(rollback(app.db, app.home, slot, to=to, reason=reason, report=report), as_json)

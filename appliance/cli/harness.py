@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from appliance.cli.base import App, cli, console, emit_json, err_console, pass_app, progress_bar
-from appliance.status import RunStatus, TaskStatus, values
+from appliance.status import AdapterAlias, RunStatus, TaskStatus, values
 
 TIMEOUT_HELP = "Seconds one sandboxed pytest run may take (default: [harness] test_timeout_s, 300)."
 
@@ -182,7 +182,11 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--model", metavar="PATH", help="A GGUF model file for the in-process llama_cpp provider "
               "(with --endpoint: the model name the server serves).")
 @click.option("--endpoint", metavar="URL", help="An OpenAI-compatible server (vLLM, llama-server), e.g. http://127.0.0.1:8000/v1.")
-@click.option("--adapter", metavar="SLOT", help="LoRA adapter: a GGUF path for llama_cpp, a served name for openai_compat.")
+@click.option("--adapter", metavar="PATH|NAME", help="One LoRA for every stage: a GGUF path for llama_cpp, a served "
+              "name for openai_compat.")
+@click.option("--adapters", "alias", type=click.Choice(values(AdapterAlias)),
+              help="Each stage uses its slot's registered version under this alias (plan -> plan, execute -> "
+              "execute-code), verified first; with no model given, their base GGUF runs in process.")
 @click.option("--temperatures", default="0.2", show_default=True, help="Comma-separated sampling temperatures; one run per task and temperature.")
 @click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True, help="Runs per task and temperature.")
 @click.option("--max-attempts", type=click.IntRange(min=1), default=3, show_default=True, help="Attempts per run (the first plus repairs).")
@@ -198,8 +202,8 @@ def _floats(text: str) -> tuple[float, ...]:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_app
 def harness_run(app: App, name: str, model: str | None, endpoint: str | None, adapter: str | None,
-                temperatures: str, samples: int, max_attempts: int, limit: int | None, workers: int,
-                allow_weak_sandbox: bool, timeout: float | None, force: bool, as_json: bool) -> None:
+                alias: str | None, temperatures: str, samples: int, max_attempts: int, limit: int | None,
+                workers: int, allow_weak_sandbox: bool, timeout: float | None, force: bool, as_json: bool) -> None:
     """Run the agent (index, retrieve, plan, execute, validate, repair) on NAME's valid tasks.
 
     Every LLM call, retrieval, plan (with its alignment score) and attempt is stored.
@@ -213,7 +217,22 @@ def harness_run(app: App, name: str, model: str | None, endpoint: str | None, ad
     from harness.pipeline import PipelineOptions, run_repo
 
     cfg = app.settings.llm.with_flags(model=model, endpoint=endpoint)
-    client = LLMClient.from_config(cfg, log=app.db) if cfg.configured else None
+    routes = None
+    if alias:
+        if adapter:
+            raise click.UsageError("--adapter and --adapters exclude each other")
+        from appliance.adapters.routes import routes_for
+
+        routes = routes_for(app.db, app.home, alias)
+        bases = routes.base_ggufs()
+        if not cfg.configured and len(bases) == 1:
+            cfg = cfg.with_flags(model=bases.pop())
+        elif not cfg.configured:
+            raise click.UsageError(f"--adapters {alias} needs --model or --endpoint: the {alias} versions have "
+                                   f"{'no base GGUF' if not bases else 'several base models'}")
+        if not routes.targets and not as_json:
+            err_console.print(f"no slot has a{'n' if alias == 'active' else ''} {alias} version: the base model runs")
+    client = LLMClient.from_config(cfg, log=app.db, routes=routes) if cfg.configured else None
     if client is None and not as_json:
         err_console.print("no model configured: retrieval planner only, no execute stage")
     try:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.config import CONFIG_NAME, LLMConfig
 from appliance.errors import BadInput, ConfigError, CraError, Failed, InfraError
+from appliance.llm.routing import STAGE_SLOTS, AdapterRoutes, AdapterTarget
 from appliance.status import CallStatus
 
 if TYPE_CHECKING:
@@ -58,7 +59,8 @@ class Request:
     seed: int
     timeout_s: float
     json_schema: dict[str, Any] | None = None
-    adapter: str | None = None
+    adapter: str | None = None  # logged; without routes also what the provider uses (a path or a name)
+    target: AdapterTarget | None = None  # with routes: the adapter version, for each engine's field
 
 
 @dataclass
@@ -203,23 +205,45 @@ class LLMClient:
     """A provider, the retry policy and the call log; ``bound()`` adds run/task context."""
 
     def __init__(self, provider: Provider, *, config: LLMConfig | None = None,
-                 log: CallLog | Database | None = None, sleep: Any = time.sleep):
+                 log: CallLog | Database | None = None, sleep: Any = time.sleep,
+                 routes: AdapterRoutes | None = None):
         from appliance.llm.calllog import as_call_log
 
         self.provider = provider
         self.config = config or LLMConfig()
         self.log = as_call_log(log)
         self._sleep = sleep
+        self.routes = routes
 
     @classmethod
-    def from_config(cls, config: LLMConfig, *, log: CallLog | Database | None) -> LLMClient:
-        """The client for ``[llm]``; ``ConfigError`` when no provider is configured."""
+    def from_config(cls, config: LLMConfig, *, log: CallLog | Database | None,
+                    routes: AdapterRoutes | None = None) -> LLMClient:
+        """The client for ``[llm]``; ``ConfigError`` when no provider is configured.
+
+        With ``routes`` every call's adapter is a slot (``adapter="plan"``, or the call's
+        stage through ``STAGE_SLOTS``) resolved to that slot's routed version.
+        """
         from appliance.llm.providers import make_provider
 
         if not config.configured:
             raise ConfigError("no LLM is configured", path=CONFIG_NAME,
                               hint="set [llm] provider and model, or pass --model PATH / --endpoint URL")
-        return cls(make_provider(config), config=config, log=log)
+        return cls(make_provider(config), config=config, log=log, routes=routes)
+
+    @property
+    def adapter_label(self) -> str:
+        """What the routes amount to, for a run's key (e.g. ``active:plan@v3``); empty without."""
+        return self.routes.label if self.routes is not None else ""
+
+    def _route(self, stage: str, adapter: str | None) -> tuple[str | None, AdapterTarget | None]:
+        """(the adapter as logged, the routed version) for one call."""
+        if self.routes is None:
+            return adapter or None, None
+        if adapter and adapter not in STAGE_SLOTS.values():
+            raise BadInput(f"adapter {adapter!r} is not an adapter slot",
+                           hint=f"with routed adapters, name a slot: {', '.join(sorted(STAGE_SLOTS.values()))}")
+        target = self.routes.for_slot(adapter) if adapter else self.routes.for_stage(stage)
+        return (target.label if target else None), target
 
     def describe(self) -> str:
         return f"{self.provider.name} {self.provider.model}"
@@ -280,9 +304,10 @@ class LLMClient:
             raise BadInput("json_schema must be a JSON schema object")
         if seed is None:
             seed = random.SystemRandom().randrange(2**31)
+        label, target = self._route(stage, adapter)
         request = Request(messages=msgs, temperature=float(temperature), n=n, max_tokens=max_tokens,
                           seed=seed, timeout_s=float(self.config.timeout_s), json_schema=json_schema,
-                          adapter=adapter or None)
+                          adapter=label, target=target)
         tries = 1 + self.config.max_retries
         call_ids: list[int] = []
         for try_no in range(1, tries + 1):

@@ -141,8 +141,21 @@ class LlamaCppProvider:
     def close(self) -> None:
         """Models stay cached for the process; ``clear_cache()`` frees them."""
 
+    def _adapter(self, request: Request) -> Path | None:
+        """The adapter GGUF of a routed version (checked against this base), or the legacy path."""
+        target = request.target
+        if target is None:
+            return check_gguf(request.adapter, what="adapter") if request.adapter else None
+        if not target.gguf:
+            raise BadInput(f"{target.label} has no GGUF copy, which in-process llama.cpp needs",
+                           hint="train it again with [training] gguf = true, or serve it with vLLM")
+        if target.base_gguf and Path(target.base_gguf).expanduser().resolve() != self.model_path:
+            raise BadInput(f"{target.label} was trained for the base {target.base_gguf}, not {self.model}",
+                           hint="pass that base model with --model (a LoRA only fits its own base)")
+        return check_gguf(target.gguf, what="adapter")
+
     def generate(self, request: Request) -> ProviderResult:
-        adapter = check_gguf(request.adapter, what="adapter") if request.adapter else None
+        adapter = self._adapter(request)
         llm = load_model(self.model_path, adapter, n_ctx=self.n_ctx, n_threads=self.n_threads)
         deadline = time.monotonic() + request.timeout_s if request.timeout_s > 0 else None
         kwargs: dict[str, Any] = {"temperature": request.temperature, "max_tokens": request.max_tokens}

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit, urlunsplit
 from appliance.config import check_endpoint
 from appliance.errors import BadInput
 from appliance.llm.client import ProviderError, ProviderResult, Request
+from appliance.llm.routing import AdapterTarget
 
 ERROR_BODY_CHARS = 600
 
@@ -115,10 +116,11 @@ class OpenAICompatProvider:
 
     # -- HTTP ---------------------------------------------------------------------------
 
-    def _http(self, method: str, path: str, body: dict[str, Any] | None, timeout: float) -> Any:
+    def _http(self, method: str, path: str, body: dict[str, Any] | None, timeout: float,
+              base: str | None = None) -> Any:
         """JSON in, JSON out; every failure a ``ProviderError`` with its status."""
         data = json.dumps(body).encode("utf-8") if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method)
+        req = urllib.request.Request((base or self.base) + path, data=data, method=method)
         req.add_header("Accept", "application/json")
         if data is not None:
             req.add_header("Content-Type", "application/json")
@@ -184,37 +186,75 @@ class OpenAICompatProvider:
 
     # -- chat ---------------------------------------------------------------------------
 
-    def _body(self, request: Request, name: str, n: int, seed: int) -> dict[str, Any]:
+    def lora_ids(self, timeout: float = 30.0) -> dict[str, int] | None:
+        """llama-server's ``GET /lora-adapters`` (at the server root) as {real path: id}; None elsewhere."""
+        try:
+            data = self._http("GET", "/lora-adapters", None, timeout, base=self.base.removesuffix("/v1"))
+        except ProviderError as exc:
+            if exc.status == "bad_request":  # 404: not llama-server
+                return None
+            raise
+        if not isinstance(data, list):
+            return None
+        return {os.path.realpath(str(a["path"])): int(a["id"]) for a in data
+                if isinstance(a, dict) and "path" in a and "id" in a}
+
+    def _target_fields(self, target: AdapterTarget, timeout: float) -> tuple[str, dict[str, Any]]:
+        """(model name, extra body fields) that select ``target`` on this server.
+
+        vLLM and llama-cpp-python's server list the version under its name in ``/models``;
+        llama-server lists its ``--lora`` files under ``/lora-adapters`` and takes a
+        per-request ``lora`` list (adapters it does not name get scale 0).
+        """
+        if self._served is None or target.name not in self._served:
+            self._served = self.served_models(timeout)
+        if self._served is None or target.name in self._served:
+            return target.name, {}
+        ids = self.lora_ids(timeout) if target.gguf else None
+        if ids and os.path.realpath(target.gguf or "") in ids:
+            return self.model, {"lora": [{"id": ids[os.path.realpath(target.gguf or "")], "scale": 1.0}]}
+        raise BadInput(
+            f"the server at {self.base} serves neither a model named {target.name!r} nor its LoRA file",
+            hint="start it with 'cra serve' from this CRA_HOME (it serves the active and candidate versions); "
+                 f"it serves: {', '.join(sorted(self._served)) or 'nothing'}")
+
+    def _body(self, request: Request, name: str, n: int, seed: int,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": name, "messages": request.messages, "temperature": request.temperature,
-            "max_tokens": request.max_tokens, "seed": seed, "n": n, "stream": False,
+            "max_tokens": request.max_tokens, "seed": seed, "n": n, "stream": False, **(extra or {}),
         }
         if request.json_schema is not None:
             body.update(response_format_body(request.json_schema, self.mode))
         return body
 
-    def _chat(self, request: Request, name: str, n: int, seed: int) -> dict[str, Any]:
+    def _chat(self, request: Request, name: str, n: int, seed: int,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
         try:
-            return self._http("POST", "/chat/completions", self._body(request, name, n, seed),
+            return self._http("POST", "/chat/completions", self._body(request, name, n, seed, extra),
                               request.timeout_s)
         except ProviderError as exc:
             if self.mode == "auto" and request.json_schema is not None and _refuses_format(exc):
                 # llama-cpp-python's server knows only json_object+schema; remember that.
                 self.mode = "json_object_schema"
-                return self._http("POST", "/chat/completions", self._body(request, name, n, seed),
+                return self._http("POST", "/chat/completions", self._body(request, name, n, seed, extra),
                                   request.timeout_s)
             raise
 
     def generate(self, request: Request) -> ProviderResult:
-        name = request.adapter or self.model
-        self._check_name(name, request.timeout_s)
+        extra: dict[str, Any] = {}
+        if request.target is not None:
+            name, extra = self._target_fields(request.target, request.timeout_s)
+        else:
+            name = request.adapter or self.model
+            self._check_name(name, request.timeout_s)
         texts: list[str] = []
         reasons: list[str | None] = []
         prompt_tokens: int | None = None
         completion_tokens: int | None = 0
         while len(texts) < request.n:
             first = not texts
-            data = self._chat(request, name, request.n if first else 1, request.seed + len(texts))
+            data = self._chat(request, name, request.n if first else 1, request.seed + len(texts), extra)
             choices = data.get("choices") if isinstance(data, dict) else None
             if not isinstance(choices, list) or not choices:
                 raise ProviderError("server_error", f"{self.base} answered without choices: "
