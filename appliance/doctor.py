@@ -45,6 +45,7 @@ OPTIONAL = (
     ("vllm", "vllm", "gpu", "serving with per-request LoRA (CUDA)"),
     ("unsloth", "unsloth", "gpu", "fast QLoRA training (CUDA)"),
     ("bitsandbytes", "bitsandbytes", "gpu", "4-bit quantisation (CUDA)"),
+    ("deepspeed", "deepspeed", "gpu", "training on several GPUs (ZeRO-2)"),
 )
 
 

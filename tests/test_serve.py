@@ -55,9 +55,8 @@ class Serving:
 
     def __init__(self, home: Home, *args: str):
         env = {**os.environ, "CRA_HOME": str(home.root), "PYTHONPATH": str(REPO)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", "import sys; from appliance.cli import main; sys.exit(main(sys.argv[1:]))",
-             "serve", "--json", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "appliance.cli", "serve", "--json", *args], env=env,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -240,10 +239,9 @@ def test_serve_set_takes_active_and_candidate_and_needs_something_to_serve(db: D
 def test_vllm_without_cuda_or_the_gpu_extra_is_one_clear_line(home: Home, tmp_path: Path) -> None:
     if _cuda() and shutil.which("nvidia-smi"):
         pytest.skip("this machine has CUDA: the vLLM path is tested for real by scripts/gpu-check.sh")
-    proc = subprocess.run(
-        [sys.executable, "-c", "import sys; from appliance.cli import main; sys.exit(main(sys.argv[1:]))",
-         "serve", "--engine", "vllm", "--base", str(tmp_path)], env={**os.environ, "CRA_HOME": str(home.root)},
-        capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run([sys.executable, "-m", "appliance.cli", "serve", "--engine", "vllm", "--base", str(tmp_path)],
+                          env={**os.environ, "CRA_HOME": str(home.root)}, capture_output=True, text=True, timeout=120,
+                          check=False)
     err = proc.stderr.strip()
     assert proc.returncode == 1 and len(err.splitlines()) == 1, err
     assert "pip install 'cra[gpu]'" in err or "vLLM needs a CUDA GPU" in err
@@ -270,3 +268,13 @@ def test_without_cuda_training_takes_the_peft_path_and_unsloth_is_cuda_only() ->
         assert choose_backend(cuda, has_cuda=True) == "unsloth"
     except MissingExtra as exc:  # pragma: no cover
         assert "pip install 'cra[gpu]'" in str(exc)
+
+
+def test_gpu_check_says_in_one_line_what_is_missing_without_cuda() -> None:
+    if _cuda() and shutil.which("nvidia-smi"):
+        pytest.skip("this machine has CUDA: run scripts/gpu-check.sh itself")
+    proc = subprocess.run(["bash", str(REPO / "scripts" / "gpu-check.sh")], capture_output=True, text=True,
+                          timeout=300, check=False)
+    err = proc.stderr.strip()
+    assert proc.returncode == 1 and len(err.splitlines()) == 1 and err.startswith("gpu-check: "), err
+    assert "CUDA" in err

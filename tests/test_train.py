@@ -165,7 +165,7 @@ def test_training_on_gold_triples_of_a_real_commit(home: Home, db: Database, lib
 def _cra(home: Home, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "CRA_HOME": str(home.root), "PYTHONPATH": str(REPO)}
     return subprocess.Popen(
-        [sys.executable, "-c", "import sys; from appliance.cli import main; sys.exit(main(sys.argv[1:]))", *args],
+        [sys.executable, "-m", "appliance.cli", *args],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -286,3 +286,20 @@ def test_a_malformed_dataset_line_is_refused_with_its_line_number(home: Home, db
     path.write_text(json.dumps(rows[0]) + "\n{oops\n")
     with pytest.raises(BadInput, match="line 2 is not JSON"):
         read_rows(path, "sft")
+
+
+def test_several_gpus_get_accelerate_with_a_deepspeed_zero2_config_cra_writes(tmp_path: Path) -> None:
+    import yaml
+
+    from appliance.training.distributed import launch_command, write_configs
+
+    accelerate, deepspeed = write_configs(tmp_path, 4)
+    config = yaml.safe_load(accelerate.read_text())
+    assert config["distributed_type"] == "DEEPSPEED" and config["num_processes"] == 4
+    assert config["deepspeed_config"]["deepspeed_config_file"] == str(deepspeed)
+    ds = json.loads(deepspeed.read_text())
+    assert ds["zero_optimization"]["stage"] == 2  # never 3: it breaks LoRA gradients on Qwen3
+    assert ds["train_micro_batch_size_per_gpu"] == "auto"  # the trainer fills in the recipe's values
+    cmd = launch_command(accelerate, tmp_path / "plan.json", tmp_path / "outcome.json")
+    assert cmd[1:5] == ["-m", "accelerate.commands.launch", "--config_file", str(accelerate)]
+    assert cmd[5:7] == ["-m", "appliance.training.worker"]

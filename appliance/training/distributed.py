@@ -11,7 +11,6 @@ rank 0 writes and this process tails.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -78,7 +77,7 @@ def launch_command(accelerate_yaml: Path, plan_file: Path, outcome_file: Path) -
 
 def launch(plan: FitPlan, run_dir: Path, processes: int, progress: Progress | None = None) -> FitOutcome:
     """Run ``fit(plan)`` on ``processes`` GPUs through accelerate; the outcome of rank 0."""
-    if shutil.which("accelerate") is None and not _has("accelerate"):
+    if not _has("accelerate"):
         raise MissingExtra("training on several GPUs", "train", detail="accelerate is not installed")
     if not _has("deepspeed"):
         raise MissingExtra("training on several GPUs", "gpu", detail="deepspeed is not installed")

@@ -17,8 +17,8 @@ continues at the same step and ends at the same final step count. Ctrl-C asks th
 trainer to save a checkpoint at the end of the current step and stop (``Stopper``); a
 second Ctrl-C stops at once.
 
-Tokens per second count the non-padding tokens of every batch the trainer draws (a
-wrapper around its data collator), over the time spent inside ``trainer.train``.
+Tokens per second: the non-padding tokens of every batch trained on (the trainer's own
+``num_input_tokens_seen``), over the time spent inside ``trainer.train``.
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ class FitOutcome:
     eval: dict[str, float] = field(default_factory=dict)
     loss_curve: list[list[float]] = field(default_factory=list)  # [[step, loss], ...]
     tokens: int = 0
-    train_s: float = 0.0
+    train_s: float = 0.0  # inside trainer.train(): the training loop and its checkpoints
+    setup_s: float = 0.0  # before it: reading rows, loading the model, the length check, the trainer
+    save_s: float = 0.0   # after it: the validation pass and saving the adapter
     tokens_per_s: float | None = None
     backend: str = "peft"
     device: str = "cpu"
@@ -241,23 +243,6 @@ def drop_long(rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tu
 # ------------------------------------------------------------------------------ callbacks
 
 
-class _CountingCollator:
-    """The trainer's collator, counting the real (non-padding) tokens of each batch."""
-
-    def __init__(self, inner: Callable[..., Any]):
-        self.inner = inner
-        self.tokens = 0
-
-    def __call__(self, features: Any) -> Any:
-        batch = self.inner(features)
-        masks = [v for k, v in batch.items() if k.endswith("attention_mask") and hasattr(v, "sum")]
-        if masks:
-            self.tokens += int(sum(int(m.sum()) for m in masks))
-        elif "input_ids" in batch:
-            self.tokens += int(batch["input_ids"].numel())
-        return batch
-
-
 class Stopper:
     """Ctrl-C (SIGINT) and SIGTERM ask for a checkpoint and a clean stop; a second one is immediate."""
 
@@ -281,14 +266,22 @@ class Stopper:
             signal.signal(sig, handler)
 
 
-def _callbacks(stopper: Stopper, counter: _CountingCollator, outcome: FitOutcome, progress: Progress | None,
-               progress_file: str | None, started: list[float]) -> list[Any]:
+def _callbacks(stopper: Stopper, outcome: FitOutcome, progress: Progress | None,
+               progress_file: str | None) -> list[Any]:
     from transformers import TrainerCallback
+
+    started = [time.monotonic(), 0]  # when this session's loop began, and the tokens seen before it
+
+    def tokens(state: Any) -> int:
+        return int(state.num_input_tokens_seen) - started[1]
 
     class Report(TrainerCallback):  # type: ignore[misc]
         def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            started[0] = time.monotonic()
+            started[:] = [time.monotonic(), int(state.num_input_tokens_seen)]
             outcome.total_steps = int(state.max_steps)
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            outcome.tokens = tokens(state)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if stopper.requested:
@@ -304,10 +297,11 @@ def _callbacks(stopper: Stopper, counter: _CountingCollator, outcome: FitOutcome
             if loss is not None:
                 outcome.loss_curve.append([int(state.global_step), round(float(loss), 6)])
             elapsed = time.monotonic() - started[0]
+            seen = tokens(state)
             report = TrainProgress(
                 step=int(state.global_step), total=int(state.max_steps),
                 loss=float(loss) if loss is not None else None,
-                tokens_per_s=round(counter.tokens / elapsed, 1) if elapsed > 0 and counter.tokens else None,
+                tokens_per_s=round(seen / elapsed, 1) if elapsed > 0 and seen else None,
                 epoch=float(state.epoch) if state.epoch is not None else None)
             if progress is not None:
                 progress(report)
@@ -338,6 +332,9 @@ def _arguments(plan: FitPlan, config_cls: Any, *, has_cuda: bool) -> Any:
         "save_strategy": "steps", "save_steps": t["save_steps"], "save_total_limit": plan.keep_checkpoints,
         "report_to": "none", "disable_tqdm": True, "max_length": t["max_length"], "use_cpu": not has_cuda,
         "bf16": has_cuda, "dataloader_num_workers": 0,
+        # The trainer counts the real (non-padding) tokens of every batch it trains on, on every
+        # process, and keeps the count in its checkpoints: tokens per second come from it.
+        "include_num_input_tokens_seen": "non_padding",
     }
     # On the CPU recomputing activations only costs time; on CUDA it is what fits 4B in 16 GB.
     # (transformers 5 renamed the setting; trl's own default for the old name is True.)
@@ -370,6 +367,7 @@ def fit(plan: FitPlan, progress: Progress | None = None) -> FitOutcome:
         from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
     except ImportError as exc:
         raise MissingExtra("LoRA training", "train", detail=str(exc)) from exc
+    begun = time.monotonic()
     # Their progress bars would interleave with cra's own (loss, tokens/s) on the terminal.
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
@@ -404,27 +402,26 @@ def fit(plan: FitPlan, progress: Progress | None = None) -> FitOutcome:
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                              eval_dataset=Dataset.from_list(valid) if valid else None,
                              processing_class=tokenizer, peft_config=peft_config)
-    counter = _CountingCollator(trainer.data_collator)
-    trainer.data_collator = counter
     trainer.remove_callback(PrinterCallback)  # it prints every log dict to stdout; cra reports progress itself
     outcome = FitOutcome(steps=0, total_steps=0, interrupted=False,
                          resumed_from_step=int(resume_from.name.split("-")[-1]) if resume_from else None,
                          train_loss=None, backend=plan.backend, device="cuda" if has_cuda else "cpu",
                          libraries=library_versions(),
                          rows={"train": len(rows), "valid": len(valid), "too_long": too_long + valid_too_long})
-    started = [time.monotonic()]
     with Stopper() as stopper:
-        for callback in _callbacks(stopper, counter, outcome, progress, plan.progress_file, started):
+        for callback in _callbacks(stopper, outcome, progress, plan.progress_file):
             trainer.add_callback(callback)
+        called = time.monotonic()
+        outcome.setup_s = round(called - begun, 3)
         result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-        outcome.train_s = round(time.monotonic() - started[0], 3)
+        outcome.train_s = round(time.monotonic() - called, 3)
         outcome.steps = int(trainer.state.global_step)
         outcome.interrupted = stopper.requested
-    outcome.tokens = counter.tokens
-    outcome.tokens_per_s = round(counter.tokens / outcome.train_s, 1) if outcome.train_s > 0 else None
+    outcome.tokens_per_s = round(outcome.tokens / outcome.train_s, 1) if outcome.train_s > 0 else None
     outcome.train_loss = float(result.training_loss) if result.training_loss is not None else None
     if outcome.interrupted:
         return outcome
+    ended = time.monotonic()
     if valid:
         outcome.eval = {k: round(float(v), 6) for k, v in trainer.evaluate().items()
                         if isinstance(v, int | float)}
@@ -433,4 +430,5 @@ def fit(plan: FitPlan, progress: Progress | None = None) -> FitOutcome:
         trainer.model.save_pretrained(adapter_dir)
         tokenizer.save_pretrained(adapter_dir)
         (adapter_dir / "README.md").unlink(missing_ok=True)  # peft's model card: the metadata says more
+    outcome.save_s = round(time.monotonic() - ended, 3)
     return outcome
