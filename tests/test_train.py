@@ -208,6 +208,8 @@ def test_a_killed_training_resumes_from_its_checkpoint_with_the_same_final_step_
     assert third.returncode == 0, err
     result = json.loads(out)
     assert result["outcome"]["steps"] == 12 and result["outcome"]["resumed_from_step"] == stopped
+    # The loss curve covers the whole run, the steps before the resume included.
+    assert [step for step, _ in result["outcome"]["loss_curve"]] == list(range(2, 13, 2))
     assert registry.find(db, "plan", 1).metrics["steps"] == 12
 
 

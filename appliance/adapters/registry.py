@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,9 @@ def version_dir(home: Home, version: AdapterVersion) -> Path:
 
 @dataclass
 class VersionMeta:
-    """What ``cra train`` knows about a new version besides its files."""
+    """What ``cra train`` knows about a new version besides its files: ``AdapterVersion``'s
+    fields less what registering decides (number, path, hashes), plus ``extra`` for
+    ``metadata.json`` only."""
 
     method: str
     rank: int
@@ -98,24 +100,16 @@ def register(db: Database, home: Home, slot: str, staging: Path, meta: VersionMe
             os.replace(dest, dest.with_name(f"{dest.name}.orphaned-{stamp}"))
         payload_files = sha256_tree(staging)
         payload_files.pop(METADATA, None)
-        metadata = {
-            "format_version": METADATA_VERSION, "slot": slot, "version": number, "name": f"{slot}-v{number}",
-            "method": meta.method, "rank": meta.rank,
-            "base_model": meta.base_model, "base_sha256": meta.base_sha256, "base_gguf": meta.base_gguf,
-            "dataset_id": meta.dataset_id, "dataset_hash": meta.dataset_hash, **meta.extra,
-            "recipe": meta.recipe, "recipe_sha256": meta.recipe_sha256, "metrics": meta.metrics,
-            "files": payload_files,
-        }
+        trained = {k: v for k, v in asdict(meta).items() if k != "extra"}
+        metadata = {"format_version": METADATA_VERSION, "slot": slot, "version": number,
+                    "name": f"{slot}-v{number}", **trained, **meta.extra, "files": payload_files}
         write_atomic(staging / METADATA, json.dumps(metadata, indent=2, sort_keys=True) + "\n")
         files = {**payload_files, METADATA: sha256_file(staging / METADATA)}
         dest.parent.mkdir(parents=True, exist_ok=True)
         _move(staging, dest)
         try:
             version = sql.insert_version(conn, AdapterVersion(
-                slot=slot, version=number, path=dest.relative_to(home.root).as_posix(), method=meta.method,
-                rank=meta.rank, base_model=meta.base_model, base_sha256=meta.base_sha256,
-                base_gguf=meta.base_gguf, dataset_id=meta.dataset_id, dataset_hash=meta.dataset_hash,
-                recipe=meta.recipe, recipe_sha256=meta.recipe_sha256, files=files, metrics=meta.metrics))
+                slot=slot, version=number, path=dest.relative_to(home.root).as_posix(), files=files, **trained))
             sql.move_alias(conn, slot, AdapterAlias.CANDIDATE, version, action=AdapterAction.REGISTER,
                            reason=reason)
         except BaseException:

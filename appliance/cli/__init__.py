@@ -34,7 +34,7 @@ from appliance.cli import (  # noqa: F401  (registers the commands)
 )
 from appliance.cli.base import CURRENT, cli, err_console
 from appliance.config import Home
-from appliance.errors import CraError
+from appliance.errors import CraError, Interrupted
 
 __all__ = ["cli", "main"]
 
@@ -89,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("[red]interrupted[/]: finished work is saved; run the same command again to resume")
         return 130
+    except Interrupted as exc:  # stopped at a resumable point: not a failure
+        err_console.print(f"[yellow]interrupted:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        return exc.exit_code
     except CraError as exc:
         err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         return exc.exit_code

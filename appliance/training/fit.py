@@ -408,6 +408,9 @@ def fit(plan: FitPlan, progress: Progress | None = None) -> FitOutcome:
                          train_loss=None, backend=plan.backend, device="cuda" if has_cuda else "cpu",
                          libraries=library_versions(),
                          rows={"train": len(rows), "valid": len(valid), "too_long": too_long + valid_too_long})
+    if resume_from is not None:  # the loss curve so far, from the checkpoint's own record
+        history = json.loads((resume_from / "trainer_state.json").read_text(encoding="utf-8")).get("log_history", [])
+        outcome.loss_curve = [[int(h["step"]), round(float(h["loss"]), 6)] for h in history if "loss" in h]
     with Stopper() as stopper:
         for callback in _callbacks(stopper, outcome, progress, plan.progress_file):
             trainer.add_callback(callback)
