@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shutil
 import sys
 import urllib.error
@@ -33,11 +32,10 @@ from pathlib import Path
 
 from appliance.config import ServingConfig
 from appliance.errors import BadInput, Failed, MissingExtra
+from appliance.offline import offline_env
 from appliance.status import ServeEngine
 
 HOST = "127.0.0.1"
-OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1",
-               "DO_NOT_TRACK": "1"}
 
 
 @dataclass(frozen=True)
@@ -111,14 +109,6 @@ class Engine:
         return loaded
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(OFFLINE_ENV)
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
-        env.pop(var, None)
-    return env
-
-
 class LlamaCppPythonEngine(Engine):
     kind = ServeEngine.LLAMA_CPP_PYTHON
 
@@ -145,7 +135,7 @@ class LlamaCppPythonEngine(Engine):
         path = folder / f"llama-cpp-python-{port}.json"
         path.write_text(json.dumps({"host": HOST, "port": port, "models": models}, indent=1), encoding="utf-8")
         return Launch([sys.executable, "-m", "llama_cpp.server", "--config_file", str(path), *config.extra_args],
-                      _env(), [path])
+                      offline_env(), [path])
 
 
 class LlamaServerEngine(Engine):
@@ -171,7 +161,7 @@ class LlamaServerEngine(Engine):
             if a.gguf is None:
                 raise BadInput(f"{a.name} has no GGUF copy; llama-server needs one")
             command += ["--lora", a.gguf]
-        return Launch(command + config.extra_args, _env())
+        return Launch(command + config.extra_args, offline_env())
 
 
 class VllmEngine(Engine):
@@ -196,7 +186,7 @@ class VllmEngine(Engine):
                    "--max-loras", str(max(1, len(serve.adapters)))]
         if serve.adapters:
             command += ["--lora-modules", *(f"{a.name}={a.peft_dir}" for a in serve.adapters)]
-        env = _env()
+        env = offline_env()
         env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"  # /v1/load_lora_adapter: promotes without restart
         return Launch(command + config.extra_args, env)
 

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from appliance.errors import Failed, MissingExtra
+from appliance.offline import offline_env
 from appliance.training.fit import FitOutcome, FitPlan, Progress, TrainProgress
 
 ZERO_STAGE = 2
@@ -90,7 +91,8 @@ def launch(plan: FitPlan, run_dir: Path, processes: int, progress: Progress | No
     outcome_file.unlink(missing_ok=True)
     log = run_dir / "launch.log"
     with log.open("w", encoding="utf-8") as out:
-        proc = subprocess.Popen(launch_command(acc, plan_file, outcome_file), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(launch_command(acc, plan_file, outcome_file), stdout=out, stderr=subprocess.STDOUT,
+                                env=offline_env())
         seen = 0
         while True:
             try:

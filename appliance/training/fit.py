@@ -24,6 +24,7 @@ Tokens per second: the non-padding tokens of every batch trained on (the trainer
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -34,6 +35,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from appliance.errors import BadInput, MissingExtra
+from appliance.offline import OFFLINE_ENV
 from appliance.training.datasets import read_rows
 from appliance.training.recipe import LINEAR_PROJECTIONS
 
@@ -358,6 +360,7 @@ def _arguments(plan: FitPlan, config_cls: Any, *, has_cuda: bool) -> Any:
 
 def fit(plan: FitPlan, progress: Progress | None = None) -> FitOutcome:
     """Train the LoRA ``plan`` describes, save it into ``plan.adapter_dir``; see the module doc."""
+    os.environ.update(OFFLINE_ENV)  # before the imports below: they read it then
     try:
         import datasets
         import torch  # noqa: F401

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from appliance.config import Home, TrainingConfig
 from appliance.errors import ConfigError, Failed
+from appliance.offline import offline_env
 
 LORA_SCRIPT = "convert_lora_to_gguf.py"
 MODEL_SCRIPT = "convert_hf_to_gguf.py"
@@ -105,8 +106,8 @@ runpy.run_path(src + "/" + script, run_name="__main__")
 
 
 def _run(converter: Path, script: str, args: list[str], log: Path, *, pre_tokenizer: str = "") -> None:
-    env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
-    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    env = offline_env()
+    env.pop("NO_LOCAL_GGUF", None)  # the converter must use the gguf-py beside it
     log.parent.mkdir(parents=True, exist_ok=True)
     try:
         proc = subprocess.run(
