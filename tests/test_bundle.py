@@ -744,7 +744,9 @@ def test_export_appliance_installs_cra_with_no_network_and_its_demo_runs(tmp_pat
     with zipfile.ZipFile(cra_wheel) as zf:  # everything a command needs ships in the wheel
         names = set(zf.namelist())
     assert {"appliance/data/inkwell.bundle", "appliance/data/catalog.toml",
-            "appliance/schemas/manifest.schema.json", "appliance/schemas/swebench_instance.schema.json"} <= names
+            "appliance/schemas/manifest.schema.json", "appliance/schemas/swebench_instance.schema.json",
+            "appliance/schemas/recipe.schema.json", "appliance/data/adapters/plan.toml",
+            "appliance/data/adapters/execute-code.toml"} <= names
     subprocess.run(["sha256sum", "--check", "--quiet", SUMS], cwd=out, check=True)
     venv = tmp_path / "venv"
     proc = _run_install(out, venv, {})

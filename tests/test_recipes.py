@@ -10,7 +10,13 @@ import pytest
 from appliance.config import Home, ServingConfig
 from appliance.errors import BadInput, ConfigError, NotFound
 from appliance.status import AdapterSlot, values
-from appliance.training.recipe import SOURCE_RECIPES, load_recipe, recipe_from_dict, recipe_path, slot_recipe
+from appliance.training.recipe import (
+    SOURCE_RECIPES,
+    load_recipe,
+    recipe_from_dict,
+    recipe_path,
+    slot_recipe,
+)
 
 COMMITTED = sorted(SOURCE_RECIPES.glob("*.toml"))
 

@@ -14,8 +14,8 @@ error naming the key), then the rules a schema cannot say:
 * ``beta`` belongs to DPO.
 
 Where a recipe is found: ``--recipe FILE``, else ``CRA_HOME/adapters/<slot>.toml``, else
-the committed default in cra's source tree (``adapters/<slot>.toml``). Relative model
-paths are relative to CRA_HOME.
+the committed default (``adapters/<slot>.toml``, shipped in the wheel as
+``appliance/data/adapters/``). Relative model paths are relative to CRA_HOME.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import hashlib
 import json
 import tomllib
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,8 @@ from appliance.status import AdapterSlot, values
 
 SCHEMA = "recipe.schema.json"
 FORMAT_VERSION = 1
-SOURCE_RECIPES = Path(__file__).resolve().parents[2] / "adapters"
-"""The committed recipes of a source checkout (absent from a wheel install)."""
+SOURCE_RECIPES = Path(str(resources.files("appliance").joinpath("data", "adapters")))
+"""The committed recipes (``adapters/<slot>.toml``), shipped in the wheel: links to them in a checkout."""
 
 # The seven linear projections of a Llama/Qwen block: what unsloth trains for "all linear".
 LINEAR_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
