@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +47,9 @@ def triple_rows(triples: list[Any]) -> list[dict[str, Any]]:
 
 def write_dataset(db: Database, home: Home, *, slot: str, kind: str, train: list[dict[str, Any]],
                   valid: list[dict[str, Any]] | None = None, tag: str = "") -> int:
-    """A curated dataset on disk and in the DB; returns its id."""
+    """A curated dataset on disk and in the DB (``appliance.db.training``'s own inserts); its id."""
+    from appliance.db.training import DatasetRow, NewDataset, insert_dataset, insert_dataset_rows
+
     valid = valid or []
     text = {split: "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
             for split, rows in (("train", train), ("valid", valid))}
@@ -58,27 +59,22 @@ def write_dataset(db: Database, home: Home, *, slot: str, kind: str, train: list
     folder.mkdir(parents=True, exist_ok=True)
     for split in ("train", "valid"):
         (folder / f"{split}.jsonl").write_text(text[split], encoding="utf-8")
-    counts = {"selected": len(train) + len(valid), "kept": len(train) + len(valid)}
+    total = len(train) + len(valid)
+    counts = {"selected": total, "kept": total}
     (folder / "dataset.json").write_text(json.dumps({
         "version": 1, "slot": slot, "kind": kind, "cutoff_ts": CUTOFF_TS, "counts": counts,
-        "source_mix": {"gold": len(train) + len(valid)}, "content_hash": content_hash}), encoding="utf-8")
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    with db.write() as c:
-        cur = c.execute(
-            "INSERT INTO training_datasets (slot, kind, path, content_hash, cutoff_ts, rows_train, rows_valid,"
-            " counts, source_mix, domain_mix, params, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (slot, kind, rel.as_posix(), content_hash, CUTOFF_TS, len(train), len(valid), json.dumps(counts),
-             json.dumps({"gold": len(train) + len(valid)}), json.dumps({"tiny": len(train) + len(valid)}),
-             json.dumps({"replay": 0.0}), now))
-        dataset_id = int(cur.lastrowid)
-        for split, rows in (("train", train), ("valid", valid)):
-            for i, row in enumerate(rows):
-                c.execute(
-                    "INSERT INTO training_dataset_rows (dataset_id, split, row_no, triple_id, repo, sha, author_ts,"
-                    " source, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (dataset_id, split, i, row.get("triple_id"), row.get("repo"), row.get("sha"),
-                     CUTOFF_TS - 86_400, row.get("source", "gold"),
-                     hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest()))
+        "source_mix": {"gold": total}, "content_hash": content_hash}), encoding="utf-8")
+    rows = [DatasetRow(split=split, row_no=i, source=row.get("source", "gold"),
+                       content_hash=hashlib.sha256(json.dumps(row, sort_keys=True).encode()).hexdigest(),
+                       triple_id=row.get("triple_id"), repo=row.get("repo"), sha=row.get("sha"),
+                       author_ts=CUTOFF_TS - 86_400)
+            for split, split_rows in (("train", train), ("valid", valid)) for i, row in enumerate(split_rows)]
+    with db.write() as conn:
+        dataset_id = insert_dataset(conn, NewDataset(
+            slot=slot, kind=kind, plan_id=None, content_hash=content_hash, cutoff_ts=CUTOFF_TS,
+            rows_train=len(train), rows_valid=len(valid), counts=counts, source_mix={"gold": total},
+            domain_mix={"tiny": total}, params={"replay": 0.0}), rel.as_posix())
+        insert_dataset_rows(conn, dataset_id, rows)
     return dataset_id
 
 

@@ -228,7 +228,7 @@ def test_a_dataset_of_another_slot_or_kind_is_refused(home: Home, db: Database) 
     dpo = write_dataset(db, home, slot="plan", kind="dpo", train=plan_dpo_rows(2))
     with pytest.raises(BadInput, match="is DPO data; the plan recipe trains SFT"):
         train(home, db, "plan", dpo)
-    with pytest.raises(NotFound, match="no training dataset with id 99"):
+    with pytest.raises(NotFound, match="no training dataset 99"):
         train(home, db, "plan", 99)
 
 
@@ -305,3 +305,28 @@ def test_several_gpus_get_accelerate_with_a_deepspeed_zero2_config_cra_writes(tm
     cmd = launch_command(accelerate, tmp_path / "plan.json", tmp_path / "outcome.json")
     assert cmd[1:5] == ["-m", "accelerate.commands.launch", "--config_file", str(accelerate)]
     assert cmd[5:7] == ["-m", "appliance.training.worker"]
+
+
+def test_cra_train_on_what_cra_curate_data_built_from_a_real_commit(home: Home, db: Database, lib,  # noqa: F811
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """The whole chain through the CLI: gold triples -> train-plan -> curate-data -> train."""
+    from appliance.cli import main
+
+    model = tiny_model()
+    _setup(home)
+    tiny_recipe(home, model, slot="execute-code", steps=4, save_steps=4)
+    recipe = home.adapters / "execute-code.toml"
+    recipe.write_text(recipe.read_text().replace("max_length = 256", "max_length = 1024"))
+    assert main(["triples", "build", "lib"]) == 0
+    assert main(["train-plan", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["curate-data", "--plan", "1", "--slot", "execute-code", "--cutoff", "2021-01-01",
+                 "--tokenizer", str(model.hf_dir), "--max-tokens", "1024", "--json"]) == 0
+    [dataset] = [d for d in json.loads(capsys.readouterr().out) if d["kind"] == "sft"]
+    assert main(["train", "execute-code", "--dataset", str(dataset["id"]), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["name"] == "execute-code-v1" and result["outcome"]["steps"] == 4
+    version = registry.find(db, "execute-code", "candidate")
+    assert version.dataset_id == dataset["id"] and version.dataset_hash
+    meta = json.loads((home.root / version.path / "metadata.json").read_text())
+    assert meta["dataset_content_hash"] == dataset["content_hash"]

@@ -57,6 +57,7 @@ from appliance.errors import BadInput, GuardrailError, LeakError, MissingExtra
 from appliance.status import AdapterSlot, DataSource, values
 from appliance.training import dedup
 from appliance.training.sources import SLOT_STAGES, SourceRules
+from appliance.training.tokens import token_lengths
 
 DATASET_VERSION = 1
 SLOTS = tuple(values(AdapterSlot))
@@ -195,18 +196,6 @@ def _load_tokenizer(path: str) -> Any:
         raise BadInput(f"cannot load a tokenizer: {exc}", path=path) from exc
 
 
-def _token_lengths(tokenizer: Any, prompts: list[list[dict[str, str]]], answers: list[list[dict[str, str]]]) -> list[int]:
-    """Tokens of prompt + answer, as the trainer will see them (the chat template when the
-    tokenizer has one)."""
-    texts = []
-    for p, a in zip(prompts, answers, strict=True):
-        if getattr(tokenizer, "chat_template", None):
-            texts.append(tokenizer.apply_chat_template(p + a, tokenize=False))
-        else:
-            texts.append("\n".join(m.get("content", "") for m in p + a))
-    return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
-
-
 class Curator:
     """Builds one (slot, kind) dataset. ``domain_of`` maps a repo name to its domain."""
 
@@ -271,7 +260,7 @@ class Curator:
             p = dedup.sketch(prompts_t, seed=self.config.seed)
             a = dedup.sketch(answers_t, seed=self.config.seed + 1)
             sk.put(dedup.band_keys(p, a, self.bands, self.rows_per_band), dedup.low_bits(p, a))
-            lengths = _token_lengths(self.tokenizer, prompts_m, answers_m) if self.tokenizer is not None else None
+            lengths = token_lengths(self.tokenizer, prompts_m, answers_m) if self.tokenizer is not None else None
             for i, (what, row) in enumerate(batch):
                 too_long = int(lengths is not None and self.opt.max_tokens is not None
                                and lengths[i] > self.opt.max_tokens)

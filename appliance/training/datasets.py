@@ -1,4 +1,5 @@
-"""What ``cra train`` reads of a curated dataset: its ``training_datasets`` row and its JSONL.
+"""What ``cra train`` reads of a curated dataset: its JSONL files (the row is
+``appliance.db.training.get_dataset``).
 
 The contract with ``cra curate-data`` (migration 5): ``path`` is a folder under CRA_HOME
 with ``train.jsonl``, ``valid.jsonl`` and ``dataset.json``; rows are in trl's formats,
@@ -14,54 +15,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.config import Home
-from appliance.db.core import Database
+from appliance.db.training import TrainingDataset
 from appliance.errors import BadInput, NotFound
 
 SPLITS = ("train", "valid")
 FIELDS = {"sft": (("prompt", "completion"), ("messages",)), "dpo": (("prompt", "chosen", "rejected"),)}
 
 
-@dataclass(frozen=True)
-class DatasetRef:
-    """The ``training_datasets`` row ``cra train`` needs."""
-
-    id: int
-    slot: str
-    kind: str
-    path: str
-    content_hash: str
-    cutoff_ts: int
-    rows_train: int
-    rows_valid: int
-
-    def folder(self, home: Home) -> Path:
-        p = Path(self.path)
-        return p if p.is_absolute() else home.root / p
-
-    def file(self, home: Home, split: str) -> Path:
-        return self.folder(home) / f"{split}.jsonl"
+def dataset_file(home: Home, dataset: TrainingDataset, split: str) -> Path:
+    """``train.jsonl`` or ``valid.jsonl`` of a dataset (its ``path`` is relative to CRA_HOME)."""
+    folder = Path(dataset.path)
+    return (folder if folder.is_absolute() else home.root / folder) / f"{split}.jsonl"
 
 
-def get_dataset(db: Database, dataset_id: int) -> DatasetRef:
-    """The dataset row; ``NotFound`` naming the id."""
-    row = db.one("SELECT id, slot, kind, path, content_hash, cutoff_ts, rows_train, rows_valid"
-                 " FROM training_datasets WHERE id = ?", (dataset_id,))
-    if row is None:
-        raise NotFound(f"no training dataset with id {dataset_id}",
-                       hint="build one with 'cra curate-data', then pass its id")
-    return DatasetRef(**dict(row))
-
-
-def files_sha256(home: Home, dataset: DatasetRef) -> str:
+def files_sha256(home: Home, dataset: TrainingDataset) -> str:
     """sha256 over train.jsonl then valid.jsonl as they are on disk now (the trained bytes)."""
     h = hashlib.sha256()
     for split in SPLITS:
-        path = dataset.file(home, split)
+        path = dataset_file(home, dataset, split)
         if path.is_file():
             with path.open("rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -38,6 +38,7 @@ from appliance.errors import BadInput, MissingExtra
 from appliance.offline import OFFLINE_ENV
 from appliance.training.datasets import read_rows
 from appliance.training.recipe import LINEAR_PROJECTIONS
+from appliance.training.tokens import token_lengths
 
 
 @dataclass
@@ -222,23 +223,21 @@ def _prepare_tokenizer(tokenizer: Any, plan: FitPlan) -> None:
         tokenizer.pad_token = tokenizer.eos_token
 
 
-def _length(tokenizer: Any, messages: list[dict[str, Any]]) -> int:
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
-    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
 def drop_long(rows: list[dict[str, Any]], tokenizer: Any, max_length: int) -> tuple[list[dict[str, Any]], int]:
     """(rows that fit ``max_length`` tokens, how many did not). A row that does not fit is
     dropped and counted, never truncated: a cut answer would teach the model to stop mid-way
     (the same rule ``cra curate-data`` follows with the recipe's tokenizer)."""
-    kept = []
-    for row in rows:
+    sequences: list[tuple[int, list[dict[str, Any]], list[dict[str, Any]]]] = []
+    for i, row in enumerate(rows):
         if "messages" in row:
-            sequences = [row["messages"]]
+            sequences.append((i, [], row["messages"]))
         else:
-            sequences = [row["prompt"] + row[k] for k in ("completion", "chosen", "rejected") if k in row]
-        if max(_length(tokenizer, seq) for seq in sequences) <= max_length:
-            kept.append(row)
+            sequences += [(i, row["prompt"], row[k]) for k in ("completion", "chosen", "rejected") if k in row]
+    lengths = token_lengths(tokenizer, [p for _, p, _ in sequences], [a for _, _, a in sequences])
+    longest: dict[int, int] = {}
+    for (i, _, _), n in zip(sequences, lengths, strict=True):
+        longest[i] = max(longest.get(i, 0), n)
+    kept = [row for i, row in enumerate(rows) if longest.get(i, 0) <= max_length]
     return kept, len(rows) - len(kept)
 
 

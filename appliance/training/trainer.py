@@ -33,9 +33,10 @@ from appliance.config import Home, Settings, load_settings
 from appliance.db import adapters as adapter_sql
 from appliance.db.adapters import AdapterVersion
 from appliance.db.core import Database
+from appliance.db.training import TrainingDataset, get_dataset
 from appliance.errors import BadInput, Interrupted, NotFound
 from appliance.hashing import sha256_tree, tree_digest
-from appliance.training.datasets import DatasetRef, files_sha256, get_dataset
+from appliance.training.datasets import dataset_file, files_sha256
 from appliance.training.distributed import gpu_count, launch
 from appliance.training.fit import (
     FitOutcome,
@@ -92,7 +93,7 @@ def base_model_sha256(db: Database, recipe: Recipe, base: Path) -> str:
     return digest
 
 
-def _check_dataset(dataset: DatasetRef, recipe: Recipe, home: Home) -> None:
+def _check_dataset(dataset: TrainingDataset, recipe: Recipe, home: Home) -> None:
     if dataset.slot != recipe.slot:
         raise BadInput(f"dataset {dataset.id} was curated for the {dataset.slot} slot, not {recipe.slot}",
                        hint=f"pass a {recipe.slot} dataset (cra datasets list)")
@@ -100,12 +101,12 @@ def _check_dataset(dataset: DatasetRef, recipe: Recipe, home: Home) -> None:
         raise BadInput(f"dataset {dataset.id} is {dataset.kind.upper()} data; the {recipe.slot} recipe trains "
                        f"{recipe.training.method.upper()}", path=recipe.source,
                        hint="pass a dataset of the recipe's kind, or a recipe with the other method (--recipe)")
-    if not dataset.file(home, "train").is_file():
-        raise NotFound(f"dataset {dataset.id} has no train.jsonl", path=dataset.folder(home),
+    if not dataset_file(home, dataset, "train").is_file():
+        raise NotFound(f"dataset {dataset.id} has no train.jsonl", path=dataset_file(home, dataset, "train").parent,
                        hint="rebuild it with 'cra curate-data'")
 
 
-def run_dir(home: Home, recipe: Recipe, dataset: DatasetRef, data_hash: str, base_sha256: str) -> Path:
+def run_dir(home: Home, recipe: Recipe, dataset: TrainingDataset, data_hash: str, base_sha256: str) -> Path:
     key = hashlib.sha256(f"{recipe.sha256}\0{dataset.id}\0{data_hash}\0{base_sha256}".encode()).hexdigest()
     return home.var / "train" / f"{recipe.slot}-{key[:16]}"
 
@@ -154,7 +155,7 @@ def train(home: Home, db: Database, slot: str, dataset_id: int, *, settings: Set
     gpus = gpu_count()
     plan = FitPlan(
         recipe=recipe.to_dict(), base=str(base), kind=recipe.training.method,
-        train_file=str(dataset.file(home, "train")), valid_file=str(dataset.file(home, "valid")),
+        train_file=str(dataset_file(home, dataset, "train")), valid_file=str(dataset_file(home, dataset, "valid")),
         checkpoints=str(checkpoints), adapter_dir=str(staging),
         backend=choose_backend(asdict(recipe.cuda), has_cuda=gpus > 0, several_gpus=gpus > 1),
         resume=resume, keep_checkpoints=settings.training.keep_checkpoints,
