@@ -3,20 +3,17 @@ engine's own request field.
 
 In-process llama.cpp runs for real on the tiny model with its real LoRA registered as a
 version. llama-server's per-request ``lora`` list is checked against a small server of
-our own that answers like llama-server (``/v1/models``, ``/lora-adapters``), recording
-the request bodies the provider sends.
+our own that answers like llama-server (``/v1/models``, ``/lora-adapters``; the fake of
+``test_openai_compat_provider``), recording the request bodies the provider sends.
 """
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
 from curated import staged_files, staged_tiny_lora, version_meta
+from test_openai_compat_provider import FakeServer, _chat_answer
 from tinymodel import plan_prompt, tiny_model
 
 from appliance.adapters import registry
@@ -89,52 +86,13 @@ def test_a_version_without_a_gguf_copy_cannot_run_in_process(db: Database, home:
 # ------------------------------------------------------------------------------ llama-server
 
 
-class LlamaServerLike:
-    """Answers like llama-server: one model name, its --lora files under /lora-adapters."""
-
-    def __init__(self, loras: list[str]):
-        self.bodies: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, body: Any) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                if self.path == "/v1/models":
-                    self._send({"data": [{"id": "qwen3-4b"}]})
-                elif self.path == "/lora-adapters":
-                    self._send([{"id": i, "path": p, "scale": 0.0} for i, p in enumerate(loras)])
-                else:
-                    self.send_error(404)
-
-            def do_POST(self) -> None:
-                outer.bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self._send({"choices": [{"message": {"content": "ok"}, "finish_reason": "stop"}],
-                            "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_llama_server_gets_the_adapters_id_in_the_requests_lora_list(tmp_path: Path) -> None:
     from appliance.llm.providers.openai_compat import OpenAICompatProvider
 
     v1, v2 = tmp_path / "plan-v1.gguf", tmp_path / "exec-v4.gguf"
-    server = LlamaServerLike([str(v1), str(v2)])
+    # Answers like llama-server: one model name, its --lora files under /lora-adapters.
+    server = FakeServer([(200, _chat_answer("ok"))] * 3, models=["qwen3-4b"], pages={"/lora-adapters": [
+        {"id": i, "path": str(p), "scale": 0.0} for i, p in enumerate((v1, v2))]})
     try:
         routes = AdapterRoutes({
             "plan": AdapterTarget("plan", "plan@v1", "plan-v1", gguf=str(v1)),

@@ -64,9 +64,11 @@ def _chat_answer(content: str, model: str = "tiny") -> dict[str, Any]:
 class FakeServer:
     """Loopback HTTP: answers POSTs from a script of (status, body), records what it got."""
 
-    def __init__(self, answers: list[tuple[int, Any]], models: list[str] | None = None):
+    def __init__(self, answers: list[tuple[int, Any]], models: list[str] | None = None,
+                 pages: dict[str, Any] | None = None):
         self.answers = list(answers)
         self.models = models
+        self.pages = pages or {}  # more GET paths and their JSON (llama-server's /lora-adapters)
         self.bodies: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         fake = self
@@ -84,7 +86,9 @@ class FakeServer:
                 self.wfile.write(raw)
 
             def do_GET(self) -> None:
-                if fake.models is None or self.path != "/v1/models":
+                if self.path in fake.pages:
+                    self._send(200, fake.pages[self.path])
+                elif fake.models is None or self.path != "/v1/models":
                     self._send(404, {"detail": "Not Found"})
                 else:
                     self._send(200, {"object": "list", "data": [{"id": m} for m in fake.models]})
