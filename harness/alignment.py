@@ -19,6 +19,12 @@ counts only when the plan names at least one changed file (an empty or all-wrong
 no order worth crediting, and scores 0). Empty against empty counts as perfect (1.0);
 empty against non-empty as 0. Steps with action ``test`` are left out: the gold patch
 never contains tests. ``docs/alignment.md`` works through examples.
+
+The spec's three plan kinds are scored the same way against their own truth
+(``score_plan_kind``): a step plan as above; a meta plan (the approach: which modules, in
+which order) on files and order only (``0.85 * file F1 + 0.15 * order``); a test plan
+against the ground truth of the commit's *test* patch (which test files and test
+functions it adds or changes), its ``test`` steps included.
 """
 
 from __future__ import annotations
@@ -49,6 +55,9 @@ class Weights:
 
 
 DEFAULT_WEIGHTS = Weights()
+META_WEIGHTS = Weights(file=0.85, symbol=0.0, order=0.15)
+KIND_WEIGHTS = {"step": DEFAULT_WEIGHTS, "meta": META_WEIGHTS, "test": DEFAULT_WEIGHTS}
+"""How each plan kind's score is made: an approach names no symbols, so they do not count."""
 
 
 @dataclass
@@ -158,14 +167,17 @@ def score_plan(
     *,
     weights: Weights = DEFAULT_WEIGHTS,
     known_files: Iterable[str] | None = None,
+    include_tests: bool = False,
 ) -> AlignmentScore:
     """Score one plan against the commit's ground truth. Never raises on odd plans:
     repeated steps, unknown files, symbols in the wrong file all just score.
 
     ``known_files`` (the index's files) only sorts hallucinated files into
     ``unknown_files`` for diagnosis; they cost the same precision as any wrong file.
+    ``include_tests`` counts ``test`` steps too (a test plan, scored against the test patch).
     """
-    planned_files = list(dict.fromkeys(_norm_path(f) for f in plan.files(include_tests=False) if f.strip()))
+    planned_files = list(dict.fromkeys(
+        _norm_path(f) for f in plan.files(include_tests=include_tests) if f.strip()))
     true_files = list(dict.fromkeys(truth.files))
     true_set = set(true_files)
     matched = [f for f in planned_files if f in true_set]
@@ -174,7 +186,7 @@ def score_plan(
                 missed=[f for f in true_files if f not in set(planned_files)])
 
     planned_syms: dict[str, list[str]] = {}
-    for f, syms in plan.symbols(include_tests=False).items():
+    for f, syms in plan.symbols(include_tests=include_tests).items():
         planned_syms.setdefault(_norm_path(f), []).extend(syms)
     n_pred = sum(len({s for s in (_norm_symbol(x) for x in v) if s}) for v in planned_syms.values())
     n_true = sum(len(set(v)) for v in truth.symbols.values())
@@ -208,3 +220,11 @@ def score_plan(
         files=files, symbols=symbols, order=order, order_checked=len(checked),
         order_violated=violated, score=min(1.0, max(0.0, score)), weights=weights, unknown_files=unknown,
     )
+
+
+def score_plan_kind(plan: Plan, truth: GroundTruth, *, known_files: Iterable[str] | None = None) -> AlignmentScore:
+    """Score a plan the way its kind asks (``KIND_WEIGHTS``): ``truth`` is the commit's ground
+    truth for a step or meta plan, the ground truth of its test patch for a test plan
+    (``harness.groundtruth.truth_of_tests``)."""
+    return score_plan(plan, truth, weights=KIND_WEIGHTS[plan.kind], known_files=known_files,
+                      include_tests=plan.kind == "test")

@@ -231,17 +231,38 @@ def ground_truth(
     )
 
 
+def truth_of_tests(
+    repo_dir: Path | str, parent: str, sha: str, test_paths_rule: TestRule = is_test_file
+) -> GroundTruth:
+    """What the commit's *test* patch did, in the same terms: the test files it adds or
+    changes, the test functions and classes, their import order. The gold of a test plan."""
+    return ground_truth(repo_dir, parent, sha, lambda p: not test_paths_rule(p))
+
+
 def gold_plan(truth: GroundTruth, *, kind: str = "step") -> Plan:
-    """The plan the commit followed: one step per file in dependency order (source "gold")."""
+    """The plan the commit followed, one step per file in dependency order (source "gold").
+
+    ``kind`` "step": each file's changed symbols; "meta" (the approach): the files and their
+    order only; "test" (``truth`` from ``truth_of_tests``): each test file with the tests it
+    adds or changes, every step a ``test`` step.
+    """
     ids = {path: n for n, path in enumerate(truth.files, start=1)}
     steps = []
     for path in truth.files:
         action = "add" if path in truth.added else "delete" if path in truth.deleted else "modify"
-        syms = truth.symbols.get(path, [])
-        what = ", ".join(syms) if syms else "module-level code"
+        syms = truth.symbols.get(path, []) if kind != "meta" else []
+        if kind == "test":
+            what = ", ".join(syms) if syms else "the module's tests"
+            description = f"{'add' if path in truth.added else 'change'} tests: {what}"
+            action = "delete" if path in truth.deleted else "test"
+        elif kind == "meta":
+            description = f"{action} {path}"
+        else:
+            what = ", ".join(syms) if syms else "module-level code"
+            description = f"{action} {what}"
         deps = sorted(ids[a] for a, b in truth.order_pairs if b == path and a in ids)
         steps.append(PlanStep(
             id=ids[path], file=path, symbols=list(syms), action=action,
-            description=f"{action} {what}", depends_on=deps,
+            description=description, depends_on=deps,
         ))
     return Plan(steps=steps, kind=kind, source="gold")

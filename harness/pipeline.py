@@ -60,12 +60,12 @@ from appliance.db.runs import (
 from appliance.db.tasks import TaskRecord, list_tasks
 from appliance.db.triples import save_plan, set_plan_score
 from appliance.errors import BadInput, CraError, Failed, InfraError
-from appliance.llm import LLMClient, LLMError
+from appliance.llm import BoundClient, LLMClient, LLMError
 from appliance.status import ApplyStatus, RunStatus
-from harness.alignment import score_plan
+from harness.alignment import score_plan_kind
 from harness.candidate import CandidateEnv, EvalOptions, evaluate, task_env
 from harness.executor import execute
-from harness.groundtruth import GroundTruth, ground_truth
+from harness.groundtruth import GroundTruth, ground_truth, truth_of_tests
 from harness.index import SymbolIndex, index_path
 from harness.planner import (
     first_plan_prompt,
@@ -88,16 +88,25 @@ Progress = Callable[[int, int, "RunRecord | None"], None]
 
 @dataclass
 class PipelineOptions:
-    """The knobs ``cra harness run`` does not expose as flags, with defaults that suit it."""
+    """The knobs ``cra harness run`` does not expose as flags, with defaults that suit it.
+
+    ``extra_kinds``: plan kinds (``meta``, ``test``) the model is also asked for on a run's
+    first attempt, beside the plan it follows; each is stored and scored against its own
+    gold (the test plan against the commit's test patch) and never executed.
+    """
 
     kind: str = "step"  # plan kind the model is asked for
     k_files: int = K_FILES
     k_symbols: int = K_SYMBOLS
     evaluation: EvalOptions = field(default_factory=EvalOptions)
+    extra_kinds: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise BadInput(f"unknown plan kind {self.kind!r}", hint=f"use one of {', '.join(KINDS)}")
+        for kind in (self.kind, *self.extra_kinds):
+            if kind not in KINDS:
+                raise BadInput(f"unknown plan kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
+        if self.kind in self.extra_kinds:
+            raise BadInput(f"plan kind {self.kind!r} is the one the run follows; extra kinds are the others")
 
 
 @dataclass
@@ -106,6 +115,7 @@ class _Task:
 
     task: TaskRecord
     truth: GroundTruth | None = None
+    tests_truth: GroundTruth | None = None  # the test patch's: a test plan's gold
     retrieval: Retrieval | None = None
     env: CandidateEnv | None = None
     env_error: str | None = None
@@ -332,16 +342,39 @@ def _prepare(repo_dir: Path, index: SymbolIndex, state: _Task, options: Pipeline
             state.truth = ground_truth(repo_dir, task.parent, task.sha, lambda p, g=gold: p not in g)
         except CraError:
             state.truth = None  # plans are stored unscored; ``cra harness score`` can retry
+        if "test" in (options.kind, *options.extra_kinds):
+            try:
+                state.tests_truth = truth_of_tests(repo_dir, task.parent, task.sha, lambda p, g=gold: p not in g)
+            except CraError:
+                state.tests_truth = None
     return state.retrieval
 
 
 def _store_plan(db: Database, name: str, state: _Task, plan: Plan, run: RunRecord, attempt: int) -> tuple[int, float | None]:
     pid = save_plan(db, name, state.task.sha, plan.to_dict(), run_id=run.id, attempt=attempt)
-    if state.truth is None:
+    truth = state.tests_truth if plan.kind == "test" else state.truth
+    if truth is None:
         return pid, None
-    detail = score_plan(plan, state.truth).to_dict()
+    detail = score_plan_kind(plan, truth).to_dict()
     set_plan_score(db, pid, detail)
     return pid, detail["score"]
+
+
+def _extra_plans(m: _ModelRun, client: BoundClient, seed: int) -> dict[str, Any]:
+    """The extra plan kinds of a run's first attempt, stored and scored: {kind: score or error}."""
+    task = m.state.task
+    assert task.parent is not None and m.state.retrieval is not None
+    out: dict[str, Any] = {}
+    for kind in m.options.extra_kinds:
+        messages, files = first_plan_prompt(m.index, task.parent, task.instruction, m.state.retrieval, kind=kind)
+        outcome = model_plan(client, messages, files, kind=kind, temperature=m.run.temperature, adapter=m.adapter,
+                             seed=seed)
+        if outcome.plan is None:
+            out[kind] = {"error": outcome.error}
+            continue
+        _, score = _store_plan(m.db, m.name, m.state, outcome.plan, m.run, 1)
+        out[kind] = {"score": score}
+    return out
 
 
 def _run_one(
@@ -409,6 +442,7 @@ class _ModelRun:
     scores: list[float] = field(default_factory=list)
     last_kind: str = "tests_failed"
     isolation: str | None = None  # the sandbox level its candidates ran at
+    extra: dict[str, Any] = field(default_factory=dict)  # the extra plan kinds' scores
 
     def finish(self, status: str, attempts: int, *, failure_kind: str | None = None,
                error: str | None = None) -> RunRecord:
@@ -416,7 +450,7 @@ class _ModelRun:
         return finish_run(self.db, self.run.id, status=status, attempts=attempts, steps_to_green=steps,
                           failure_kind=failure_kind, isolation=self.isolation,
                           summary=_summary(self.history, self.scores, self.started, self.options.evaluation.slot,
-                                           error=error))
+                                           error=error, extra=self.extra))
 
     def retry(self, record: AttemptRecord, kind: str, answer: str, shown: str, feedback: str) -> None:
         """Store a failed attempt and give the model its answer and what went wrong."""
@@ -457,6 +491,8 @@ def _attempt(m: _ModelRun, attempt: int) -> RunRecord | None:
     seed = 1000 * run.sample + attempt
     record = AttemptRecord(run_id=run.id, attempt=attempt, apply_status=ApplyStatus.NOT_RUN)
     try:
+        if attempt == 1 and m.options.extra_kinds:
+            m.extra = _extra_plans(m, bound, seed)
         outcome = model_plan(bound, m.messages, m.files, kind=m.options.kind, temperature=run.temperature,
                              adapter=m.adapter, seed=seed)
         if outcome.plan is None:
@@ -540,7 +576,7 @@ def _validate_stage(m: _ModelRun, attempt: int, record: AttemptRecord, plan: Pla
 
 
 def _summary(history: list[dict[str, Any]], scores: list[float], started: float, slot: int, *,
-             error: str | None = None) -> dict[str, Any]:
+             error: str | None = None, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
         "attempt_kinds": [h.get("kind") for h in history],
         "slot": slot,  # the worktree slot its candidates were checked in
@@ -550,6 +586,8 @@ def _summary(history: list[dict[str, Any]], scores: list[float], started: float,
     }
     if error:
         out["error"] = error
+    if extra:
+        out["extra_plans"] = extra  # {kind: {"score": s} or {"error": why}}
     return out
 
 

@@ -13,6 +13,12 @@ the commit's ground truth and followed by the executor the same way:
   and of the prompt, not a separate code path. A repair attempt is the same call with
   the previous plan, edits and failing output appended (``repair_messages``).
 
+The spec's three plan kinds (seed 004 §3, Gate 1) share that call and differ only in the
+prompt's instructions and which files the schema lists (``first_plan_prompt``): a step
+plan (files, symbols, order: what the executor follows), a meta plan (the approach: which
+modules, in which order, why) over the same source files, and a test plan (which tests
+to add or change) over the repo's test files, its related tests shown beside the code.
+
 A model's answer is untrusted: an unreadable plan comes back as a ``PlanOutcome`` with
 ``error`` set (the pipeline records ``bad_output``), never as an exception.
 """
@@ -27,13 +33,14 @@ from typing import Any
 from appliance.llm import BoundClient, LLMClient
 from harness.index import SymbolIndex
 from harness.plans import Plan, PlanFormatError, PlanStep, files_outside_schema, plan_json_schema
-from harness.retrieve import Retrieval, import_order
+from harness.retrieve import Retrieval, import_order, retrieve
 from harness.testrun import is_test_file
 
 Messages = list[dict[str, str]]
 RETRIEVAL_FILES = 3  # files the retrieval planner plans for
 RETRIEVAL_SYMBOLS = 3  # symbols per file
 PROMPT_FILES = 8  # retrieved files whose outlines the plan prompt shows
+TEST_PROMPT_SOURCES = 3  # of those, shown in a test plan's prompt beside the related tests
 OUTLINE_LINES = 40  # symbols listed per file in the plan prompt
 PLAN_MAX_TOKENS = 1024
 MAX_SCHEMA_FILES = 400  # files a plan schema's enum lists before it narrows to retrieval's
@@ -47,6 +54,23 @@ PLAN_SYSTEM = (
     "name, an action (modify, add, delete, test), a one-line description, and depends_on: the "
     "ids of the steps it needs first. Order the steps so a file comes after the files it imports."
 )
+META_SYSTEM = (
+    "You are the plan stage of a code agent, writing the approach. You get a task and the "
+    "repository files most related to it, with the functions, methods and classes each defines. "
+    "Answer with one JSON object {\"kind\": \"meta\", \"steps\": [...]}; each step names one "
+    "module (file) the change goes through, in the order the work should go (a file after the "
+    "files it imports), with a one-line description of what changes there and why; symbols may "
+    "stay empty; action is modify, add or delete; depends_on lists the ids of the steps it needs first."
+)
+TEST_SYSTEM = (
+    "You are the plan stage of a code agent, writing the test plan. You get a task, the code it "
+    "concerns and the repository's related tests. Answer with one JSON object "
+    "{\"kind\": \"test\", \"steps\": [...]}; each step names a test file (an existing one, or a "
+    "new tests/... file), the test functions or classes to add or change by qualified name, "
+    "action test, a one-line description of what the tests check, and depends_on."
+)
+SYSTEMS = {"step": PLAN_SYSTEM.format(kind="step"), "meta": META_SYSTEM, "test": TEST_SYSTEM}
+"""The plan prompt's instructions per kind; the step plan's text is what gold triples were built with."""
 REPAIR_TEMPLATE = (
     "Those edits did not solve the task.\n\nEdits:\n{edits}\n\nWhat went wrong:\n{output}\n\n"
     "Write a revised plan as one JSON object of the same shape."
@@ -128,21 +152,28 @@ def retrieval_plan(
 # ------------------------------------------------------------------------------ model
 
 
-def plan_messages(
-    instruction: str, outlines: dict[str, list[str]], *, kind: str = "step",
-) -> Messages:
-    """The plan prompt: task + the retrieved files with their symbols (best first)."""
+def _listing(outlines: dict[str, list[str]], empty: str) -> str:
     parts = []
     for path, lines in outlines.items():
         shown = lines[:OUTLINE_LINES]
         more = f"\n  ... {len(lines) - len(shown)} more" if len(lines) > len(shown) else ""
         body = "\n".join(f"  {ln}" for ln in shown) if shown else "  (no functions or classes)"
         parts.append(f"{path}\n{body}{more}")
-    files = "\n\n".join(parts) if parts else "(retrieval found no related file)"
-    return [
-        {"role": "system", "content": PLAN_SYSTEM.format(kind=kind)},
-        {"role": "user", "content": f"Task:\n{instruction.strip()}\n\nRelated files:\n{files}"},
-    ]
+    return "\n\n".join(parts) if parts else empty
+
+
+def plan_messages(
+    instruction: str, outlines: dict[str, list[str]], *, kind: str = "step",
+    tests: dict[str, list[str]] | None = None,
+) -> Messages:
+    """The plan prompt: task + the retrieved files with their symbols (best first); for a
+    test plan, ``tests`` (the related test files and their tests) after them."""
+    files = _listing(outlines, "(retrieval found no related file)")
+    user = f"Task:\n{instruction.strip()}\n\nRelated files:\n{files}"
+    if tests is not None:
+        user += f"\n\nRelated tests:\n{_listing(tests, '(the repository has no related test file)')}"
+    system = SYSTEMS[kind] if kind in SYSTEMS else PLAN_SYSTEM.format(kind=kind)
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 def repair_messages(previous: Messages, plan_text: str, edits: str, output: str) -> Messages:
@@ -168,16 +199,29 @@ def outlines_for(index: SymbolIndex, sha: str, retrieval: Retrieval, *, k_files:
     return out
 
 
+def existing_tests(index: SymbolIndex, sha: str) -> list[str]:
+    """The commit's indexed test files: what a test plan may name besides new test files."""
+    return [f.path for f in index.files(sha) if is_test_file(f.path)]
+
+
 def first_plan_prompt(
     index: SymbolIndex, sha: str, instruction: str, retrieval: Retrieval, *, kind: str = "step",
 ) -> tuple[Messages, list[str]]:
-    """The plan stage's first prompt and the files its schema lets a plan name.
+    """The plan stage's first prompt for ``kind`` and the files its schema lets a plan name.
 
-    One function for the pipeline and for the gold plan triples, so what a model is
-    trained on is, byte for byte, what it is asked at run time.
+    One function for the pipeline, the gold plan triples and the stage evaluation, so what a
+    model is trained on is, byte for byte, what it is asked at run time. ``retrieval`` is
+    over the source files (tests excluded); a test plan also retrieves the related tests and
+    may name the repo's test files (``test_files``) or a new one.
     """
-    messages = plan_messages(instruction, outlines_for(index, sha, retrieval), kind=kind)
-    return messages, schema_files(index, sha, retrieval)
+    outlines = outlines_for(index, sha, retrieval)
+    if kind != "test":
+        return plan_messages(instruction, outlines, kind=kind), schema_files(index, sha, retrieval)
+    related = retrieve(index, sha, instruction, exclude=lambda p: not is_test_file(p))
+    tests = outlines_for(index, sha, related, exclude=lambda p: not is_test_file(p))
+    messages = plan_messages(instruction, dict(list(outlines.items())[:TEST_PROMPT_SOURCES]), kind=kind,
+                             tests=tests)
+    return messages, existing_tests(index, sha)
 
 
 def model_plan(

@@ -299,7 +299,7 @@ def plan_json_schema(
     never plan a commit that creates a module.
     """
     names = sorted(dict.fromkeys(f for f in files if f))
-    if not names:
+    if not names and not new_files:
         raise BadInput("a plan schema needs at least one file", hint="index the repo first")
     if kind is not None and kind not in KINDS:
         raise BadInput(f"unknown plan kind {kind!r}", hint=f"use one of {', '.join(KINDS)}")
@@ -322,7 +322,8 @@ def plan_json_schema(
     step = step_schema({"type": "string", "enum": names}, ACTIONS)
     if new_files:
         created = step_schema({"type": "string", "pattern": NEW_FILE_PATTERN}, NEW_FILE_ACTIONS)
-        step = {"anyOf": [step, created]}
+        # No existing file to name (a test plan in a repo without tests): new files only.
+        step = {"anyOf": [step, created]} if names else created
     return {
         "title": "plan",
         "type": "object",

@@ -60,10 +60,10 @@ from harness import pysource
 from harness.alignment import DEFAULT_WEIGHTS, Weights, score_plan
 from harness.edits import EditError, diff_hunks, gold_edits, read_texts, render_edits
 from harness.git import git
-from harness.groundtruth import GroundTruth, gold_plan, ground_truth, is_python
+from harness.groundtruth import GroundTruth, gold_plan, ground_truth, is_python, truth_of_tests
 from harness.index import SymbolIndex, index_path
 from harness.planner import first_plan_prompt, plan_text
-from harness.plans import Plan, PlanFormatError, files_outside_schema
+from harness.plans import KINDS, Plan, PlanFormatError, files_outside_schema
 from harness.retrieve import retrieve
 from harness.testrun import is_test_file, patch_paths
 
@@ -161,6 +161,14 @@ class GoldOptions:
     max_listed_files: int = 1500  # scope prompt: more files than this skips scope
     max_context_chars: int = 60_000  # execute prompt: whole files up to this, then excerpts
     excerpt_lines: int = 30  # lines kept around each hunk in an excerpt
+    # Plan kinds with a gold plan triple each: "step" (what the executor follows), "meta"
+    # (the approach), "test" (the tests to add or change, from the commit's test patch).
+    plan_kinds: tuple[str, ...] = ("step",)
+
+    def __post_init__(self) -> None:
+        unknown = [k for k in self.plan_kinds if k not in KINDS]
+        if unknown:
+            raise BadInput(f"unknown plan kind {unknown[0]!r}", hint=f"use {', '.join(KINDS)}")
 
 
 @dataclass
@@ -262,9 +270,21 @@ def gold_examples(
         out.triples.append(triple("precision", precision_messages(instruction, outlines), answer))
 
     if index is not None:
-        why = _plan_triple(index, repo_dir, parent, instruction, plan, out, triple)
-        if why:
-            out.skipped["plan"] = why
+        for kind in options.plan_kinds:
+            stage = "plan" if kind == "step" else f"plan:{kind}"
+            if kind == "step":
+                kind_plan: Plan | None = plan
+            elif kind == "meta":
+                kind_plan = gold_plan(truth, kind="meta")
+            else:
+                tests = truth_of_tests(repo_dir, parent, sha, test_paths_rule)
+                kind_plan = gold_plan(tests, kind="test") if tests.files else None
+            if kind_plan is None:
+                out.skipped[stage] = "the commit changes no test file"
+                continue
+            why = _plan_triple(index, repo_dir, parent, instruction, kind_plan, out, triple)
+            if why:
+                out.skipped[stage] = why
 
     try:
         edits = gold_edits(repo_dir, parent, sha, truth.files, context=options.context_lines)

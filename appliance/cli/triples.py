@@ -21,17 +21,22 @@ def triples() -> None:
 @click.argument("name")
 @click.option("--status", "statuses", multiple=True, default=("valid",), show_default=True,
               type=click.Choice(values(TaskStatus)), help="Task statuses to learn from (repeatable).")
+@click.option("--plan-kinds", default="step", show_default=True, metavar="KINDS",
+              help="Comma-separated plan kinds with a gold plan triple each: step, meta (the approach), "
+              "test (the tests to add or change, from the commit's test patch).")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @pass_app
-def triples_build(app: App, name: str, statuses: tuple[str, ...], as_json: bool) -> None:
+def triples_build(app: App, name: str, statuses: tuple[str, ...], plan_kinds: str, as_json: bool) -> None:
     """Build NAME's triples: gold-derived ones (scope, precision, plan, execute) and gold plans from
     its tasks, and run-derived SFT (resolved attempts) and DPO pairs from its model runs.
 
     No model needed for the gold part: the commit is the teacher. Safe to rerun
     (duplicates are skipped)."""
-    from harness.triples import build_from_runs, build_gold
+    from harness.triples import GoldOptions, build_from_runs, build_gold
 
-    report = build_gold(app.db, app.home, name, statuses=statuses).to_dict()
+    kinds = tuple(k.strip() for k in plan_kinds.split(",") if k.strip())
+    report = build_gold(app.db, app.home, name, statuses=statuses,
+                        options=GoldOptions(plan_kinds=kinds)).to_dict()
     report["from_runs"] = build_from_runs(app.db, name)
     if as_json:
         emit_json(report)
