@@ -462,6 +462,103 @@ class TrainingConfig(_Table):
                 except ValueError as exc:
                     raise ConfigError(f"{where} {name} {value!r} is not a date", hint="use YYYY-MM-DD",
                                       path=CONFIG_NAME) from exc
+def _default_primary() -> dict[str, str]:
+    return {"scope": "scope_recall", "precision": "symbol_recall", "plan": "plan_alignment",
+            "execute-code": "resolved_rate", "task-analysis": "resolved_rate"}
+
+
+@dataclass
+class EvaluationConfig(_Table):
+    """The ``[evaluation]`` table: how ``cra eval`` holds out, measures and decides, and the
+    gates ``cra cycle`` applies (seed 004 §4-§6, seed 002's frozen set and rollback)."""
+
+    TABLE: ClassVar[str] = "evaluation"
+
+    min_holdout: int = field(
+        default=10, metadata=_help("Fewest held-out tasks an evaluation decides on; fewer is refused "
+                                   "(the refusal also says how many the configured effect needs)."),
+    )
+    effect: float = field(
+        default=0.1, metadata=_help("Smallest difference in the primary metric worth detecting; with "
+                                    "power and planning_sd it gives the holdout size an evaluation needs."),
+    )
+    power: float = field(default=0.8, metadata=_help("Chance of detecting a true difference of 'effect'."))
+    planning_sd: float = field(
+        default=0.5, metadata=_help("Assumed standard deviation of one task's paired difference (0.5: the "
+                                    "largest a [0, 1] metric can have, the conservative planning value)."),
+    )
+    level: float = field(default=0.95, metadata=_help("Confidence level of every interval."))
+    bootstrap_resamples: int = field(
+        default=2000, metadata=_help("Resamples of the paired bootstrap behind each interval."),
+    )
+    seed: int = field(default=0, metadata=_help("Seed of the bootstrap and of the frozen set's choice."))
+    samples: int = field(
+        default=1, metadata=_help("Pipeline runs per task and side (the k of pass@k can be at most this)."),
+    )
+    pass_k: int = field(default=1, metadata=_help("k of pass@k (unbiased estimator, Chen et al. 2021)."))
+    temperature: float = field(default=0.2, metadata=_help("Sampling temperature of every evaluation call."))
+    max_attempts: int = field(default=3, metadata=_help("Attempts per pipeline run (the first plus repairs)."))
+    scope_k: int = field(default=3, metadata=_help("k of scope recall@k: files of the scope answer counted."))
+    end_to_end: bool = field(
+        default=True, metadata=_help("Run the whole pipeline on the holdout (Gate 2) besides the stage metrics."),
+    )
+    primary: dict[str, str] = field(
+        default_factory=_default_primary,
+        metadata=_help("The metric that decides, per adapter slot (see 'cra eval --help' for the names)."),
+    )
+    max_loss: float = field(
+        default=0.0, metadata=_help("Promote only when the primary metric's interval lies above -max_loss: "
+                                    "it excludes a loss larger than this."),
+    )
+    frozen_size: int = field(
+        default=5, metadata=_help("Tasks of the frozen regression set, chosen once from the first "
+                                  "evaluation's holdout and checked on every evaluation after it."),
+    )
+    frozen_tolerance: float = field(
+        default=0.05, metadata=_help("Largest drop of any metric on the frozen set a promotion tolerates."),
+    )
+    rollback: bool = field(
+        default=True, metadata=_help("Roll the active version back by itself when a regression check finds "
+                                     "it worse than the version before it."),
+    )
+    holdout_share: float = field(
+        default=0.3, metadata=_help("cra cycle without --cutoff: the latest share of validated tasks is "
+                                    "held out, the rest trains."),
+    )
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):
+            if f.name != "primary":  # a table of its own, checked below
+                setattr(self, f.name, check_value(self.TABLE, f.name, getattr(self, f.name), hints[f.name]))
+        self._at_least("min_holdout", "bootstrap_resamples", "samples", "pass_k", "max_attempts", "scope_k", low=1)
+        self._at_least("frozen_size")
+        where = "[evaluation]"
+        for name, lo, hi in (("effect", 0.0, 1.0), ("power", 0.5, 1.0), ("level", 0.5, 1.0),
+                             ("planning_sd", 0.0, 1.0), ("holdout_share", 0.0, 1.0)):
+            if not lo < getattr(self, name) < hi:
+                raise ConfigError(f"{where} {name} must be a number between {lo:g} and {hi:g}", path=CONFIG_NAME)
+        for name in ("max_loss", "frozen_tolerance"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{where} {name} must be a number in [0, 1]", path=CONFIG_NAME)
+        if not 0 <= self.temperature <= 2:
+            raise ConfigError(f"{where} temperature must be a number in [0, 2]", path=CONFIG_NAME)
+        if self.pass_k > self.samples:
+            raise ConfigError(f"{where} pass_k {self.pass_k} is more than samples {self.samples}",
+                              hint="pass@k needs at least k runs per task: raise samples", path=CONFIG_NAME)
+        from appliance.status import AdapterSlot, EvalMetric, values
+
+        if not isinstance(self.primary, dict):
+            raise ConfigError(f"{where} primary must be a table of slot = metric",
+                              hint='e.g. primary = { scope = "scope_recall" }', path=CONFIG_NAME)
+        for slot, metric in self.primary.items():
+            if slot not in values(AdapterSlot):
+                raise ConfigError(f"{where} primary: unknown slot '{slot}'",
+                                  hint=f"use one of {', '.join(values(AdapterSlot))}", path=CONFIG_NAME)
+            if metric not in values(EvalMetric):
+                raise ConfigError(f"{where} primary.{slot}: unknown metric {metric!r}",
+                                  hint=f"use one of {', '.join(values(EvalMetric))}", path=CONFIG_NAME)
+        self.primary = {**_default_primary(), **self.primary}
 
 
 # vLLM's --max-lora-rank accepts only these (vllm/config/lora.py, MaxLoRARanks).
@@ -524,6 +621,7 @@ class Settings:
     harness: HarnessConfig = field(default_factory=HarnessConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     serving: ServingConfig = field(default_factory=ServingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
 
 
 def _nearest(key: str, known: list[str]) -> str:

@@ -174,6 +174,63 @@ class ServeEngine(StrEnum):
     VLLM = "vllm"                          # --lora-modules, runtime /v1/load_lora_adapter
 
 
+class EvalKind(StrEnum):
+    """What one evaluation asks (``evaluations.kind``)."""
+
+    CANDIDATE = "candidate"    # is a new version better than the baseline? (promote or keep)
+    REGRESSION = "regression"  # is the active version still better than the one before it? (or roll back)
+
+
+class EvalStatus(StrEnum):
+    """Where one evaluation stands (``evaluations.status``)."""
+
+    RUNNING = "running"  # a rerun of the same evaluation resumes it
+    DONE = "done"
+
+
+class EvalDecision(StrEnum):
+    """What the gates made of one evaluation (``evaluations.decision``)."""
+
+    PROMOTE = "promote"    # the candidate passed every gate
+    KEEP = "keep"          # nothing changes: a candidate that failed a gate, an active version that holds
+    ROLLBACK = "rollback"  # the active version regressed against the one before it
+
+
+class EvalArm(StrEnum):
+    """The two sides of a paired evaluation (``evaluation_results.arm``)."""
+
+    CANDIDATE = "candidate"
+    BASELINE = "baseline"
+
+
+class EvalMetric(StrEnum):
+    """What an evaluation measures per task (``evaluation_results.metric``), stage level (the
+    spec's Gate 1) first, then end to end (Gate 2); ``appliance.evaluation.metrics`` says how."""
+
+    SCOPE_RECALL = "scope_recall"              # scope stage: changed files in its top k
+    SYMBOL_RECALL = "symbol_recall"            # precision stage: changed symbols it names
+    PLAN_ALIGNMENT = "plan_alignment"          # step plan against the commit
+    META_PLAN_ALIGNMENT = "meta_plan_alignment"  # approach plan: files and their order
+    TEST_PLAN_ALIGNMENT = "test_plan_alignment"  # test plan against the commit's test patch
+    APPLY_RATE = "apply_rate"                  # execute stage: its edits apply to the parent
+    RESOLVED_RATE = "resolved_rate"            # the pipeline: runs that made the tests pass
+    PASS_AT_K = "pass_at_k"
+    STEPS_TO_GREEN = "steps_to_green"          # attempts used (a failure counts max + 1)
+    REPEAT_ERROR_RATE = "repeat_error_rate"    # repairs that fail the way an earlier attempt did
+
+
+class CycleStage(StrEnum):
+    """The steps of one day -> sleep -> eval cycle, in order (``cycles.stage``): the stage a
+    resumed cycle starts from."""
+
+    DAY = "day"        # harness runs on the tasks not yet run
+    PLAN = "plan"      # cra train-plan
+    CURATE = "curate"  # cra curate-data
+    TRAIN = "train"    # cra train: a candidate version
+    EVAL = "eval"      # cra eval: candidate against active, the gates, promote or keep
+    DONE = "done"
+
+
 def values(enum: type[StrEnum]) -> list[str]:
     """The members' strings in declaration order, e.g. for a ``click.Choice``."""
     return [m.value for m in enum]

@@ -191,6 +191,10 @@ def test_migration_5_keeps_every_row_and_makes_patches_text(tmp_path: Path) -> N
     ("imported_datasets", "format", "ImportFormat"), ("imported_datasets", "slot", "AdapterSlot"),
     ("adapter_versions", "slot", "AdapterSlot"), ("adapter_versions", "method", "TrainingMethod"),
     ("adapter_aliases", "alias", "AdapterAlias"), ("adapter_events", "action", "AdapterAction"),
+    ("evaluations", "kind", "EvalKind"), ("evaluations", "slot", "AdapterSlot"),
+    ("evaluations", "status", "EvalStatus"), ("evaluation_results", "arm", "EvalArm"),
+    ("evaluation_results", "metric", "EvalMetric"), ("cycles", "slot", "AdapterSlot"),
+    ("cycles", "stage", "CycleStage"),
 ])
 def test_every_status_enum_matches_its_check_clause(db: Database, table: str, column: str,
                                                     enum_name: str) -> None:

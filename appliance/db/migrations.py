@@ -585,6 +585,86 @@ MIGRATIONS: list[Migration] = [
         BEGIN SELECT RAISE(ABORT, 'an alias points at a version of its own slot'); END;
         """,
     ),
+    Migration(
+        10,
+        "evaluations: chronological holdout results per task and side, the frozen regression "
+        "set, day-sleep-eval cycles",
+        # An evaluation is one row whatever becomes of it; its per-task results are written as
+        # they are measured, so a rerun of the same evaluation (same sides, cutoff and
+        # settings: params_hash) skips what is stored. Adapter versions are named by slot and
+        # number, as the registry's audit names them. Holdout and frozen task lists are JSON
+        # [[repo, sha], ...], fixed when the evaluation starts. A task of the frozen set is
+        # never trained on (the leakage check refuses an evaluation otherwise).
+        """
+        CREATE TABLE evaluations (
+            id            INTEGER PRIMARY KEY,
+            kind          TEXT NOT NULL CHECK (kind IN ('candidate', 'regression')),
+            slot          TEXT NOT NULL CHECK (slot IN ('scope', 'precision', 'plan',
+                              'execute-code', 'task-analysis')),
+            candidate     TEXT NOT NULL,      -- e.g. scope@v3, or base
+            baseline      TEXT NOT NULL,
+            candidate_version INTEGER,        -- NULL: the base model
+            baseline_version  INTEGER,
+            cutoff_ts     INTEGER NOT NULL,   -- every held-out task was authored at or after it
+            params        TEXT NOT NULL,      -- JSON: samples, seeds, temperature, gates, model
+            params_hash   TEXT NOT NULL,      -- sha256 of the sides, cutoff and params: what resumes
+            holdout       TEXT NOT NULL,      -- JSON [[repo, sha], ...]
+            frozen        TEXT NOT NULL,      -- JSON [[repo, sha], ...]
+            datasets      TEXT NOT NULL,      -- JSON [dataset id, ...] checked for leakage
+            status        TEXT NOT NULL CHECK (status IN ('running', 'done')),
+            decision      TEXT CHECK (decision IN ('promote', 'keep', 'rollback')),
+            reasons       TEXT NOT NULL DEFAULT '[]',  -- JSON list: why the gates decided so
+            summary       TEXT NOT NULL DEFAULT '{}',  -- JSON: per metric means, differences, intervals
+            report        TEXT,               -- var/reports/<id>, relative to CRA_HOME
+            applied       TEXT,               -- the registry action taken (promote, rollback), if any
+            created_at    TEXT NOT NULL,
+            finished_at   TEXT
+        );
+        CREATE INDEX evaluations_slot ON evaluations (slot, id);
+        CREATE INDEX evaluations_params ON evaluations (params_hash);
+        CREATE TABLE evaluation_results (
+            evaluation_id INTEGER NOT NULL REFERENCES evaluations(id) ON DELETE CASCADE,
+            arm           TEXT NOT NULL CHECK (arm IN ('candidate', 'baseline')),
+            repo          TEXT NOT NULL,
+            sha           TEXT NOT NULL,
+            metric        TEXT NOT NULL CHECK (metric IN ('scope_recall', 'symbol_recall',
+                              'plan_alignment', 'meta_plan_alignment', 'test_plan_alignment',
+                              'apply_rate', 'resolved_rate', 'pass_at_k', 'steps_to_green',
+                              'repeat_error_rate')),
+            value         REAL,               -- NULL: not measurable for this task (said in detail)
+            detail        TEXT NOT NULL DEFAULT '{}',  -- JSON: run ids, call ids, what was counted
+            created_at    TEXT NOT NULL,
+            PRIMARY KEY (evaluation_id, arm, repo, sha, metric)
+        );
+        CREATE TABLE frozen_tasks (
+            repo          TEXT NOT NULL,
+            sha           TEXT NOT NULL,
+            chosen_by     INTEGER REFERENCES evaluations(id) ON DELETE SET NULL,
+            created_at    TEXT NOT NULL,
+            PRIMARY KEY (repo, sha)
+        );
+        CREATE TABLE cycles (
+            id            INTEGER PRIMARY KEY,
+            slot          TEXT NOT NULL CHECK (slot IN ('scope', 'precision', 'plan',
+                              'execute-code', 'task-analysis')),
+            number        INTEGER NOT NULL,   -- 1, 2, ... per slot
+            stage         TEXT NOT NULL CHECK (stage IN ('day', 'plan', 'curate', 'train', 'eval',
+                              'done')),
+            cutoff_ts     INTEGER NOT NULL,
+            params        TEXT NOT NULL,      -- JSON: what the cycle was asked
+            day           TEXT NOT NULL DEFAULT '{}',  -- JSON: the day's run summary, run ids
+            plan_id       INTEGER,            -- training_plans.id
+            dataset_id    INTEGER,            -- training_datasets.id
+            version       INTEGER,            -- the candidate version trained
+            evaluation_id INTEGER REFERENCES evaluations(id) ON DELETE SET NULL,
+            decision      TEXT CHECK (decision IN ('promote', 'keep', 'rollback')),
+            note          TEXT,               -- why a stage was skipped (no data, nothing new)
+            created_at    TEXT NOT NULL,
+            updated_at    TEXT NOT NULL,
+            UNIQUE (slot, number)
+        );
+        """,
+    ),
 ]
 
 LATEST = max(m.version for m in MIGRATIONS)
