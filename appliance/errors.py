@@ -103,3 +103,7 @@ class Interrupted(CraError):
     """Ctrl-C stopped a long job at a point it can resume from: exit 130, like a shell."""
 
     exit_code = 130
+
+
+class HoldoutTooSmall(BadInput):
+    """An evaluation's holdout has too few tasks to decide anything."""

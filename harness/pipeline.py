@@ -140,6 +140,7 @@ def run_repo(
     temperatures: Sequence[float] = (0.2,), samples: int = 1, max_attempts: int = 3,
     limit: int | None = None, adapter: str | None = None, progress: Progress | None = None,
     options: PipelineOptions | None = None, workers: int = 1, force: bool = False,
+    shas: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Run the pipeline on the valid tasks of ``name``; returns the summary table as a dict.
 
@@ -156,6 +157,8 @@ def run_repo(
     concurrent requests (vLLM, llama-server with parallel slots), where one run at a time
     leaves the GPU mostly idle. The in-process llama_cpp provider serves one request at a
     time, so it refuses more than one worker.
+
+    ``shas``: only these tasks (full commit shas), e.g. an evaluation's holdout.
     """
     _check(temperatures, samples, max_attempts, limit)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -170,6 +173,9 @@ def run_repo(
                                allow_weak=options.evaluation.allow_weak_sandbox)
         client.preflight()
     tasks = [t for t in list_tasks(db, name, status="valid") if t.parent]
+    if shas is not None:
+        wanted = set(shas)
+        tasks = [t for t in tasks if t.sha in wanted]
     if limit is not None:
         tasks = tasks[:limit]
     if client is None:

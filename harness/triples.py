@@ -63,7 +63,7 @@ from harness.git import git
 from harness.groundtruth import GroundTruth, gold_plan, ground_truth, is_python, truth_of_tests
 from harness.index import SymbolIndex, index_path
 from harness.planner import first_plan_prompt, plan_text
-from harness.plans import KINDS, Plan, PlanFormatError, files_outside_schema
+from harness.plans import KINDS, NEW_FILE_PATTERN, Plan, PlanFormatError, files_outside_schema
 from harness.retrieve import retrieve
 from harness.testrun import is_test_file, patch_paths
 
@@ -138,6 +138,58 @@ def execute_messages(instruction: str, plan: Plan, context: Sequence[tuple[str, 
         {"role": "system", "content": EXECUTE_SYSTEM},
         {"role": "user", "content": f"Task:\n{instruction.strip()}\n\nPlan:\n{plan_text}\n\nCode:\n{code}"},
     ]
+
+
+def scope_listing(repo_dir: Path | str, parent: str, truth: GroundTruth) -> list[str]:
+    """The files a scope prompt lists: the parent's non-test Python files (and any changed
+    file the parent lacks but the commit does not add, e.g. a rename's source)."""
+    return sorted({p for p in _python_files(repo_dir, parent) if not is_test_file(p)}
+                  | (set(truth.files) - set(truth.added)))
+
+
+def precision_outlines(
+    old: dict[str, str | None], truth: GroundTruth,
+) -> tuple[dict[str, list[str] | None] | None, str | None]:
+    """(the precision prompt's outlines of the changed files, None) or (None, why there is
+    no precision example): ``old`` holds the files' text at the parent (None: a new file)."""
+    outlines: dict[str, list[str] | None] = {}
+    unreadable = []
+    for path in truth.files:
+        text = old.get(path)
+        if text is None:
+            outlines[path] = None
+            continue
+        try:
+            outlines[path] = outline(text)
+        except SyntaxError:
+            unreadable.append(path)
+    if unreadable:
+        return None, f"not valid Python at the parent: {', '.join(unreadable)}"
+    if truth.unparsed:
+        return None, f"not valid Python at the commit: {', '.join(truth.unparsed)}"
+    return outlines, None
+
+
+def scope_json_schema(files: Sequence[str], *, max_files: int = 12) -> dict[str, Any]:
+    """The scope answer's schema: ``{"files": [...]}``, each a listed file or a new one (by
+    the plan schema's safe path pattern), in the subset llama.cpp and vLLM both accept."""
+    listed = {"type": "string", "enum": sorted(dict.fromkeys(files))}
+    created = {"type": "string", "pattern": NEW_FILE_PATTERN}
+    item = {"anyOf": [listed, created]} if files else created
+    return {"title": "scope", "type": "object",
+            "properties": {"files": {"type": "array", "items": item, "minItems": 1, "maxItems": max_files}},
+            "required": ["files"], "additionalProperties": False}
+
+
+def precision_json_schema(files: Sequence[str], *, max_symbols: int = 16) -> dict[str, Any]:
+    """The precision answer's schema: ``{"symbols": {file: [qualified name, ...]}}`` over the
+    files the prompt lists, every one present."""
+    names = list(dict.fromkeys(files))
+    per_file = {"type": "array", "items": {"type": "string"}, "maxItems": max_symbols}
+    return {"title": "precision", "type": "object",
+            "properties": {"symbols": {"type": "object", "properties": {f: per_file for f in names},
+                                       "required": names, "additionalProperties": False}},
+            "required": ["symbols"], "additionalProperties": False}
 
 
 def assistant(content: str) -> Messages:
@@ -241,8 +293,7 @@ def gold_examples(
         return TripleRecord(kind="sft", stage=stage, repo=repo, sha=sha, author_ts=author_ts, prompt=prompt,
                             completion=assistant(answer), origin="gold", meta={"parent": parent})
 
-    listed = sorted({p for p in _python_files(repo_dir, parent) if not is_test_file(p)}
-                    | (set(truth.files) - set(truth.added)))
+    listed = scope_listing(repo_dir, parent, truth)
     if len(listed) > options.max_listed_files:
         out.skipped["scope"] = f"{len(listed)} files to list, more than max_listed_files={options.max_listed_files}"
     else:
@@ -250,21 +301,9 @@ def gold_examples(
         out.triples.append(triple("scope", scope_messages(instruction, listed), answer))
 
     old = read_texts(repo_dir, parent, truth.files, strict=False)
-    outlines: dict[str, list[str] | None] = {}
-    unreadable = []
-    for path in truth.files:
-        text = old[path]
-        if text is None:
-            outlines[path] = None
-            continue
-        try:
-            outlines[path] = outline(text)
-        except SyntaxError:
-            unreadable.append(path)
-    if unreadable:
-        out.skipped["precision"] = f"not valid Python at the parent: {', '.join(unreadable)}"
-    elif truth.unparsed:
-        out.skipped["precision"] = f"not valid Python at the commit: {', '.join(truth.unparsed)}"
+    outlines, why = precision_outlines(old, truth)
+    if outlines is None:
+        out.skipped["precision"] = why or ""
     else:
         answer = json.dumps({"symbols": {p: truth.symbols.get(p, []) for p in truth.files}}, ensure_ascii=False)
         out.triples.append(triple("precision", precision_messages(instruction, outlines), answer))

@@ -1,0 +1,144 @@
+"""The report's figures, drawn with matplotlib on the air-gapped box (no display needed).
+
+Each function writes one PNG of a fixed size (``SIZE`` pixels) and returns its path; every
+figure says under its plot which evaluations, runs and LLM calls it was drawn from, so a
+number on a chart can be traced to the rows behind it. Figures are made with
+``matplotlib.figure.Figure`` directly (no pyplot, no backend state): what matplotlib
+recommends for programs that only write files.
+
+* ``metrics``: per metric, each side's mean with its interval, and the paired difference
+  with its interval (the gate reads the primary one);
+* ``groups``: the primary metric's difference per repo and per domain;
+* ``curves``: over the slot's evaluations (one per cycle), seed 002's learning curves (pass
+  rate, steps-to-green, repeat-error rate) or the stage metrics, both sides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from appliance.evaluation.metrics import METRICS
+
+DPI = 100
+SIZE = (1000, 600)  # pixels of every figure
+CANDIDATE_COLOR, BASELINE_COLOR, DIFF_COLOR = "#1f77b4", "#7f7f7f", "#d62728"
+
+
+def id_ranges(ids: Iterable[int]) -> str:
+    """``[1, 2, 3, 7, 9, 10]`` -> ``"1-3, 7, 9-10"``; "none" when empty."""
+    nums = sorted({int(i) for i in ids})
+    if not nums:
+        return "none"
+    parts, start, prev = [], nums[0], nums[0]
+    for n in [*nums[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(f"{start}-{prev}" if prev != start else f"{start}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(parts)
+
+
+def _figure(rows: int = 1, cols: int = 1) -> tuple[Any, Any]:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(SIZE[0] / DPI, SIZE[1] / DPI), dpi=DPI)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    return fig, axes
+
+
+def _save(fig: Any, path: Path, source: str) -> Path:
+    fig.text(0.01, 0.01, source, fontsize=7, color="#444444", ha="left", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=DPI)  # fixed size: no bbox_inches="tight"
+    tmp.replace(path)
+    return path
+
+
+def _interval_bar(ax: Any, y: float, mean: float, low: float, high: float, color: str, label: str | None) -> None:
+    ax.errorbar([mean], [y], xerr=[[mean - low], [high - mean]], fmt="o", color=color, capsize=4, label=label)
+
+
+def metrics(path: Path, rows: Sequence[dict[str, Any]], *, title: str, source: str) -> Path:
+    """``rows``: per metric {label, candidate: (mean, lo, hi), baseline: (mean, lo, hi),
+    diff: (mean, lo, hi), primary: bool}, drawn top to bottom."""
+    fig, axes = _figure(1, 2)
+    left, right = axes[0]
+    labels = [("* " if r.get("primary") else "") + r["label"] for r in rows]
+    ys = list(range(len(rows)))[::-1]
+    for i, (y, r) in enumerate(zip(ys, rows, strict=True)):
+        _interval_bar(left, y + 0.15, *r["candidate"], CANDIDATE_COLOR, "candidate" if i == 0 else None)
+        _interval_bar(left, y - 0.15, *r["baseline"], BASELINE_COLOR, "baseline" if i == 0 else None)
+        _interval_bar(right, y, *r["diff"], DIFF_COLOR, None)
+    for ax in (left, right):
+        ax.set_yticks(ys)
+        ax.set_yticklabels(labels)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+    right.set_yticklabels([])
+    right.axvline(0, color="black", lw=0.8)
+    left.set_title("each side: mean and interval")
+    right.set_title("candidate - baseline (paired)")
+    if rows:
+        left.legend(loc="lower right", fontsize=8)
+    fig.suptitle(title)
+    return _save(fig, path, source)
+
+
+def groups(path: Path, panels: Sequence[tuple[str, dict[str, dict[str, Any] | None]]], *, title: str,
+           source: str) -> Path:
+    """``panels``: (heading, {group: difference dict or None}) each, e.g. per repo, per domain."""
+    fig, axes = _figure(1, max(1, len(panels)))
+    for ax, (heading, diffs) in zip(axes[0], panels, strict=False):
+        names = [g for g, d in diffs.items() if d is not None]
+        ys = list(range(len(names)))[::-1]
+        for y, g in zip(ys, names, strict=True):
+            d = diffs[g]
+            assert d is not None
+            _interval_bar(ax, y, d["diff"], d["low"], d["high"], DIFF_COLOR, None)
+            ax.annotate(f"n={d['n']}", (d["high"], y), xytext=(4, 0), textcoords="offset points", fontsize=7,
+                        va="center")
+        ax.set_yticks(ys)
+        ax.set_yticklabels(names)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(heading)
+        if not names:
+            ax.text(0.5, 0.5, "no paired task", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(title)
+    return _save(fig, path, source)
+
+
+def curves(path: Path, points: Sequence[dict[str, Any]], names: Sequence[str], *, title: str, source: str) -> Path:
+    """Learning curves: ``points`` are the slot's evaluations in order, each {label,
+    metrics: {name: {"candidate": mean, "baseline": mean, "low": .., "high": ..}}};
+    one panel per metric of ``names``."""
+    cols = min(3, max(1, len(names)))
+    rows = (len(names) + cols - 1) // cols
+    fig, axes = _figure(rows, cols)
+    xs = list(range(1, len(points) + 1))
+    for i, name in enumerate(names):
+        ax = axes[i // cols][i % cols]
+        m = METRICS[name]
+        for side, color in (("candidate", CANDIDATE_COLOR), ("baseline", BASELINE_COLOR)):
+            ys = [p["metrics"].get(name, {}).get(side) for p in points]
+            shown = [(x, y) for x, y in zip(xs, ys, strict=True) if y is not None]
+            if shown:
+                ax.plot([x for x, _ in shown], [y for _, y in shown], "o-", color=color, label=side)
+        ax.set_title(m.label + (" (lower is better)" if not m.higher_is_better else ""), fontsize=10)
+        ax.set_xticks(xs)
+        ax.set_xticklabels([p["label"] for p in points], fontsize=7, rotation=30)
+        ax.grid(alpha=0.3)
+        if m.unit:
+            ax.set_ylabel(m.unit)
+        if i == 0:
+            ax.legend(fontsize=8)
+    for j in range(len(names), rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    fig.suptitle(title)
+    return _save(fig, path, source)
