@@ -63,7 +63,7 @@ from harness.git import git
 from harness.groundtruth import GroundTruth, gold_plan, ground_truth, is_python, truth_of_tests
 from harness.index import SymbolIndex, index_path
 from harness.planner import first_plan_prompt, plan_text
-from harness.plans import KINDS, NEW_FILE_PATTERN, Plan, PlanFormatError, files_outside_schema
+from harness.plans import KINDS, Plan, PlanFormatError, files_outside_schema
 from harness.retrieve import retrieve
 from harness.testrun import is_test_file, patch_paths
 
@@ -171,13 +171,16 @@ def precision_outlines(
 
 
 def scope_json_schema(files: Sequence[str], *, max_files: int = 12) -> dict[str, Any]:
-    """The scope answer's schema: ``{"files": [...]}``, each a listed file or a new one (by
-    the plan schema's safe path pattern), in the subset llama.cpp and vLLM both accept."""
+    """The scope answer's schema: ``{"files": [...]}``, each one of the listed files.
+
+    Existing files only: a constrained model given a free path pattern invents paths
+    instead of choosing, so a file the commit adds is a miss for the scope stage (the plan
+    stage may still create it)."""
+    if not files:
+        raise BadInput("a scope schema needs at least one file to list")
     listed = {"type": "string", "enum": sorted(dict.fromkeys(files))}
-    created = {"type": "string", "pattern": NEW_FILE_PATTERN}
-    item = {"anyOf": [listed, created]} if files else created
     return {"title": "scope", "type": "object",
-            "properties": {"files": {"type": "array", "items": item, "minItems": 1, "maxItems": max_files}},
+            "properties": {"files": {"type": "array", "items": listed, "minItems": 1, "maxItems": max_files}},
             "required": ["files"], "additionalProperties": False}
 
 

@@ -26,6 +26,7 @@ from appliance.cli import (  # noqa: F401  (registers the commands)
     corpus,
     demo,
     doctor,
+    evaluation,
     harness,
     serve,
     train,

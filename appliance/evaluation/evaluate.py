@@ -115,9 +115,12 @@ def params_hash(request: Request, params: dict[str, Any], holdout: Holdout) -> s
 
 
 def run(home: Home, db: Database, settings: Settings, request: Request, *, client: LLMClient,
-        client_for: Callable[[Side], LLMClient] | None = None, apply: bool = False,
+        client_for: Callable[[Side], LLMClient] | None = None, promote: bool = False,
         progress: Progress | None = None) -> Outcome:
-    """Evaluate, decide, report, and with ``apply`` act on the decision; see the module doc.
+    """Evaluate, decide, report, and act on the decision; see the module doc.
+
+    A promote decision is applied through the registry with ``promote``; a rollback
+    decision (a regression of the active version, ``[evaluation] rollback`` on) always is.
 
     ``client`` answers the stage probes (each call names its side's adapter); ``client_for``
     gives the client a side's pipeline runs use (default: ``client``, with the side's one
@@ -143,7 +146,7 @@ def run(home: Home, db: Database, settings: Settings, request: Request, *, clien
                    temperature=config.temperature, tick=tick)
     if config.end_to_end:
         _end_to_end(home, db, row, request, tasks, client=client, client_for=client_for, settings=settings, tick=tick)
-    return _decide(home, db, settings, row, request, holdout, resumed=resumed, apply=apply)
+    return _decide(home, db, settings, row, request, holdout, resumed=resumed, promote=promote)
 
 
 def _end_to_end(home: Home, db: Database, row: EvaluationRow, request: Request, tasks: list[TaskRef], *,
@@ -233,6 +236,11 @@ def _stage_metrics(home: Home, db: Database, row: EvaluationRow, request: Reques
             ix.close()
 
 
+def routed_clients(client: LLMClient, db: Database) -> Callable[[Side], LLMClient] | None:
+    """A client per side whose calls each use the side's adapter for their stage's slot."""
+    return None
+
+
 def history(db: Database, slot: str, current: EvaluationRow) -> list[tuple[EvaluationRow, str]]:
     """The slot's finished evaluations of candidates, oldest first, with ``current`` last,
     each labelled by its cycle when it has one."""
@@ -245,7 +253,7 @@ def history(db: Database, slot: str, current: EvaluationRow) -> list[tuple[Evalu
 
 
 def _decide(home: Home, db: Database, settings: Settings, row: EvaluationRow, request: Request, holdout: Holdout, *,
-            resumed: bool, apply: bool) -> Outcome:
+            resumed: bool, promote: bool) -> Outcome:
     config = settings.evaluation
     results = sql.list_results(db, row.id)
     domain_of = domain_lookup()
@@ -266,7 +274,7 @@ def _decide(home: Home, db: Database, settings: Settings, row: EvaluationRow, re
                                 summary={**summary, "checks": verdict.to_dict()["checks"],
                                          "holdout": holdout.to_dict()}, report=rel)
     applied = None
-    if apply and verdict.decision in (EvalDecision.PROMOTE, EvalDecision.ROLLBACK):
+    if (promote and verdict.decision == EvalDecision.PROMOTE) or verdict.decision == EvalDecision.ROLLBACK:
         applied = apply_decision(home, db, row)
         row = sql.get_evaluation(db, row.id)
         # The report names what was done with it.

@@ -136,7 +136,9 @@ def curves(path: Path, points: Sequence[dict[str, Any]], names: Sequence[str], *
         ax.grid(alpha=0.3)
         if m.unit:
             ax.set_ylabel(m.unit)
-        if i == 0:
+        else:  # a rate or a score: the whole [0, 1] range, so a flat line reads as flat
+            ax.set_ylim(-0.05, 1.05)
+        if i == 0 and ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
     for j in range(len(names), rows * cols):
         axes[j // cols][j % cols].set_visible(False)

@@ -98,3 +98,95 @@ class Side:
         return {"name": self.name, "key": self.key,
                 "adapters": [{"slot": a.slot, "version": a.version, "dataset_id": a.dataset_id}
                              for a in self.adapters]}
+
+
+# ------------------------------------------------------------------------------ from the registry
+
+
+def parse_ref(text: str) -> tuple[str, str]:
+    """``scope:v3`` -> ("scope", "v3"); ``scope`` alone -> ("scope", "candidate")."""
+    from appliance.status import AdapterSlot, values
+
+    slot, _, ref = text.partition(":")
+    if slot not in values(AdapterSlot):
+        raise BadInput(f"{text!r} does not start with an adapter slot",
+                       hint=f"write SLOT:vN, e.g. scope:v3 (slots: {', '.join(values(AdapterSlot))})")
+    return slot, ref or "candidate"
+
+
+def side_adapter(home: Any, version: Any) -> SideAdapter:
+    """A registry ``AdapterVersion`` as a side uses it (its files verified first)."""
+    from appliance.adapters.registry import GGUF_NAME, check_intact, version_dir
+
+    check_intact(home, version)
+    gguf = version_dir(home, version) / GGUF_NAME if GGUF_NAME in version.files else None
+    base_gguf = str(home.root / version.base_gguf) if version.base_gguf else None
+    return SideAdapter(version.slot, version.version, gguf=str(gguf) if gguf else None, dataset_id=version.dataset_id,
+                       base_gguf=base_gguf)
+
+
+def active_side(db: Any, home: Any, name: str = "active") -> Side:
+    """Every slot's active version (verified)."""
+    from appliance.adapters.registry import current
+    from appliance.status import AdapterSlot, values
+
+    found = [current(db, slot, "active") for slot in values(AdapterSlot)]
+    return Side(name, tuple(side_adapter(home, v) for v in found if v is not None))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What ``cra eval --candidate ... --baseline ...`` names, resolved in the registry."""
+
+    slot: str
+    kind: str
+    candidate: Side
+    baseline: Side
+
+
+def resolve(db: Any, home: Any, candidate: str, baseline: str | None = None) -> Resolved:
+    """The two sides of ``cra eval``.
+
+    ``candidate``: ``SLOT:vN`` (or ``SLOT:candidate``, ``SLOT:active``, ``SLOT:latest``);
+    ``baseline``: ``active`` (the default for a version that is not active), ``previous``
+    (the version active before the active one: the default when the candidate *is* the
+    active version, which makes the evaluation a regression check), ``base`` (no adapter
+    at all) or ``SLOT:vM`` / ``vM`` (another version of the same slot). The other slots keep
+    their active versions on both sides, except against ``base``.
+    """
+    from appliance.adapters.registry import current, find, rollback_target
+    from appliance.status import EvalKind
+
+    slot, ref = parse_ref(candidate)
+    version = find(db, slot, ref)
+    active = current(db, slot, "active")
+    is_active = active is not None and active.id == version.id
+    others = active_side(db, home).only(tuple(s for s in _all_slots() if s != slot))
+    cand = others.with_version(side_adapter(home, version), "candidate")
+    choice = baseline or ("previous" if is_active else "active")
+    if choice == "base":
+        base = Side("base")
+    elif choice == "active":
+        if is_active:
+            raise BadInput(f"{version.label} is the active version: it cannot be its own baseline",
+                           hint="use --baseline previous (the version before it) or base")
+        base = others.with_version(side_adapter(home, active), "active") if active else Side("active", others.adapters)
+    elif choice == "previous":
+        if active is None:
+            raise BadInput(f"{slot} has no active version, so no version before it",
+                           hint="use --baseline base")
+        base = others.with_version(side_adapter(home, rollback_target(db, slot)), "previous")
+    else:
+        other_slot, other_ref = parse_ref(choice) if ":" in choice else (slot, choice)
+        if other_slot != slot:
+            raise BadInput(f"--baseline {choice} is a version of {other_slot}, the candidate one of {slot}",
+                           hint=f"compare versions of one slot, e.g. --baseline {slot}:v1")
+        base = others.with_version(side_adapter(home, find(db, slot, other_ref)), choice)
+    kind = EvalKind.REGRESSION if is_active else EvalKind.CANDIDATE
+    return Resolved(slot, kind, cand, base)
+
+
+def _all_slots() -> tuple[str, ...]:
+    from appliance.status import AdapterSlot, values
+
+    return tuple(values(AdapterSlot))

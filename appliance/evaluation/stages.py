@@ -121,6 +121,8 @@ def _scope(repo_dir: Path, task: TaskRecord, truth: GroundTruth, k: int) -> Prob
     listed = scope_listing(repo_dir, task.parent or "", truth)
     if len(listed) > MAX_LISTED_FILES:
         return Probe(name, "scope", why_not=f"{len(listed)} files to list, more than {MAX_LISTED_FILES}")
+    if not listed:
+        return Probe(name, "scope", why_not="the parent has no Python file to list")
     want = list(truth.files)
 
     def judge(text: str) -> tuple[float, dict[str, Any]]:
