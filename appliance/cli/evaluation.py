@@ -190,3 +190,45 @@ def report_show(app: App, evaluation_id: int, as_json: bool) -> None:
         raise BadInput(f"evaluation {row.id} has not finished",
                        hint="run the same cra eval (or cra cycle) command again to resume it")
     print_summary(row)
+
+
+@cli.command("cycle")
+@click.option("--slot", required=True, type=click.Choice(values(AdapterSlot)), help="The adapter slot to improve.")
+@click.option("--cycles", type=click.IntRange(min=1), default=1, show_default=True, help="Cycles to run.")
+@click.option("--cutoff", metavar="DATE", help="Train on commits before DATE, hold out the rest (default: the "
+                                               "latest [evaluation] holdout_share of validated tasks is held out).")
+@click.option("--model", metavar="PATH", help="A GGUF model (default: [llm] in cra.toml).")
+@click.option("--endpoint", metavar="URL", help="An OpenAI-compatible server.")
+@click.option("--json", "as_json", is_flag=True, help="Print the cycles as JSON.")
+@pass_app
+def cycle_cmd(app: App, slot: str, cycles: int, cutoff: str | None, model: str | None, endpoint: str | None,
+              as_json: bool) -> None:
+    """Day -> sleep -> eval, CYCLES times: run the pipeline on the tasks not yet run with the active
+    adapters, make a training plan, curate SLOT's data, train a candidate, evaluate it against the
+    active version on the held-out tasks, and promote it or keep the active one.
+
+    Each cycle is a row (cra report list shows its evaluation); the learning curves of every
+    report cover all cycles. Ctrl-C and the same command again resume where it stopped."""
+    from appliance.db.evaluation import get_evaluation
+    from appliance.evaluation import evaluate
+    from appliance.evaluation.cycle import run_cycles
+
+    client = eval_client(app, model, endpoint, set())
+    with progress_bar() as tick:
+        outcome = run_cycles(app.home, app.db, app.settings, slot, cycles=cycles, client=client,
+                             cutoff_ts=parse_day(cutoff), client_for=evaluate.routed_clients(client, app.db),
+                             progress=tick)
+    if as_json:
+        emit_json(outcome.to_dict())
+        return
+    table = Table("cycle", "cutoff", "day runs", "plan", "dataset", "version", "evaluation", "decision", "note",
+                  title=f"{slot}: cycles")
+    for c in outcome.cycles:
+        runs = sum(int(v.get("ran", 0)) for v in c.day.values())
+        table.add_row(str(c.number), c.params.get("cutoff", ""), str(runs), str(c.plan_id or "-"),
+                      str(c.dataset_id or "-"), f"v{c.version}" if c.version else "-", str(c.evaluation_id or "-"),
+                      c.decision or "-", escape(c.note or ""))
+    console.print(table)
+    last = next((c for c in reversed(outcome.cycles) if c.evaluation_id), None)
+    if last is not None:
+        print_summary(get_evaluation(app.db, last.evaluation_id))
