@@ -64,7 +64,7 @@ def test_add_fails_cleanly_on_a_missing_source(home: Home, capsys: pytest.Captur
 
 
 def test_demo_runs_offline_end_to_end(home: Home, sample_wheels: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["demo", "--wheels", str(sample_wheels)])
+    rc = main(["demo", "--wheels", str(sample_wheels), "--package-only"])
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "inkwell: commit funnel" in out.out

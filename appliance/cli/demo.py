@@ -40,7 +40,7 @@ def demo(ctx: click.Context, wheels: Path | None, llama_cpp: Path | None, packag
         console.print(f"  {command}", highlight=False, markup=False, soft_wrap=True)
 
 
-def _loop_summary(result) -> None:  # noqa: ANN001 - appliance.demo.DemoResult, imported lazily
+def _loop_summary(result) -> None:
     from appliance.cli.evaluation import print_summary
     from appliance.db.core import Database
     from appliance.db.evaluation import get_evaluation
