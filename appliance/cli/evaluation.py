@@ -11,6 +11,7 @@ from rich.table import Table
 from appliance.cli.base import App, cli, console, emit_json, err_console, pass_app, progress_bar
 from appliance.db.evaluation import EvaluationRow
 from appliance.errors import BadInput
+from appliance.llm import LLMClient
 from appliance.status import AdapterSlot, EvalDecision, EvalKind, values
 
 
@@ -123,10 +124,8 @@ def eval_cmd(app: App, candidate: str, baseline: str | None, cutoff: str | None,
                       f"{resolved.slot} v{outcome.evaluation.candidate_version})")
 
 
-def eval_client(app: App, model: str | None, endpoint: str | None, bases: set[str]):  # noqa: ANN201
+def eval_client(app: App, model: str | None, endpoint: str | None, bases: set[str]) -> LLMClient:
     """The model an evaluation asks: the flags, else [llm], else the one base GGUF the adapters share."""
-    from appliance.llm import LLMClient
-
     cfg = app.settings.llm.with_flags(model=model, endpoint=endpoint)
     if not cfg.configured:
         if len(bases) != 1:
