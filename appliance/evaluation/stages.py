@@ -116,6 +116,17 @@ def probes(repo_dir: Path, index: SymbolIndex, task: TaskRecord, *, scope_k: int
     return out
 
 
+def _field(text: str, key: str, kind: type) -> Any:
+    """``json.loads(text)[key]`` when it is a ``kind``; else a string saying what is wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"not JSON ({exc.msg})"
+    if not isinstance(value, dict) or not isinstance(value.get(key), kind):
+        return f"no {key!r} {kind.__name__} in the answer"
+    return value[key]
+
+
 def _scope(repo_dir: Path, task: TaskRecord, truth: GroundTruth, k: int) -> Probe:
     name = EvalMetric.SCOPE_RECALL
     listed = scope_listing(repo_dir, task.parent or "", truth)
@@ -126,12 +137,9 @@ def _scope(repo_dir: Path, task: TaskRecord, truth: GroundTruth, k: int) -> Prob
     want = list(truth.files)
 
     def judge(text: str) -> tuple[float, dict[str, Any]]:
-        try:
-            files = json.loads(text)["files"]
-            if not isinstance(files, list):
-                raise TypeError("files is not a list")
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            return 0.0, {"error": f"not a scope answer: {exc}"}
+        files = _field(text, "files", list)
+        if isinstance(files, str):
+            return 0.0, {"error": f"not a scope answer: {files}"}
         top = list(dict.fromkeys(str(f).strip().removeprefix("./") for f in files))[:k]
         hit = [f for f in want if f in top]
         return len(hit) / len(want), {"answer": top, "gold": want, "hit": hit, "k": k}
@@ -150,12 +158,9 @@ def _precision(repo_dir: Path, task: TaskRecord, truth: GroundTruth) -> Probe:
         return Probe(name, "precision", why_not=why)
 
     def judge(text: str) -> tuple[float, dict[str, Any]]:
-        try:
-            named = json.loads(text)["symbols"]
-            if not isinstance(named, dict):
-                raise TypeError("symbols is not an object")
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            return 0.0, {"error": f"not a precision answer: {exc}"}
+        named = _field(text, "symbols", dict)
+        if isinstance(named, str):
+            return 0.0, {"error": f"not a precision answer: {named}"}
         hits = []
         for path, true in truth.symbols.items():
             said = named.get(path) or []
