@@ -110,7 +110,8 @@ def eval_cmd(app: App, candidate: str, baseline: str | None, cutoff: str | None,
         err_console.print(f"{candidate} is the active version: checking it against {request.baseline.key}")
     with progress_bar() as tick:
         outcome = evaluate.run(app.home, app.db, settings, request, client=client,
-                               client_for=evaluate.routed_clients(client, app.db), promote=promote, progress=tick)
+                               client_for=evaluate.routed_clients(client, app.db, app.home), promote=promote,
+                               progress=tick)
     if as_json:
         emit_json(outcome.to_dict())
         return
@@ -215,7 +216,7 @@ def cycle_cmd(app: App, slot: str, cycles: int, cutoff: str | None, model: str |
     client = eval_client(app, model, endpoint, set())
     with progress_bar() as tick:
         outcome = run_cycles(app.home, app.db, app.settings, slot, cycles=cycles, client=client,
-                             cutoff_ts=parse_day(cutoff), client_for=evaluate.routed_clients(client, app.db),
+                             cutoff_ts=parse_day(cutoff), client_for=evaluate.routed_clients(client, app.db, app.home),
                              progress=tick)
     if as_json:
         emit_json(outcome.to_dict())

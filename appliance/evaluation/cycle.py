@@ -87,7 +87,10 @@ def _one(home: Home, db: Database, settings: Settings, row: CycleRow, *, client:
          client_for: Callable[..., LLMClient] | None, tick: Progress) -> CycleRow:
     slot = row.slot
     if row.stage == CycleStage.DAY:
-        summary = run_day(home, db, settings, client=client_for("active") if client_for else client, tick=tick)
+        from appliance.evaluation.sides import active_side
+
+        day_client = client_for(active_side(db, home).only(evaluate.PIPELINE_SLOTS)) if client_for else client
+        summary = run_day(home, db, settings, client=day_client, tick=tick)
         row = sql.update_cycle(db, row.id, stage=CycleStage.PLAN, day=summary)
     if row.stage == CycleStage.PLAN:
         from appliance.training.plan import make_plan

@@ -236,9 +236,23 @@ def _stage_metrics(home: Home, db: Database, row: EvaluationRow, request: Reques
             ix.close()
 
 
-def routed_clients(client: LLMClient, db: Database) -> Callable[[Side], LLMClient] | None:
-    """A client per side whose calls each use the side's adapter for their stage's slot."""
-    return None
+def routed_clients(client: LLMClient, db: Database, home: Home) -> Callable[[Side], LLMClient]:
+    """A client per side whose calls each use the side's adapter for their stage's slot
+    (``appliance.llm.routing``). A side that is the active versions of the slots the pipeline
+    calls is routed under the alias ``active``, as ``cra harness run --adapters active`` and
+    the cycle's day route them, so its runs are those runs (a task the day ran is not run
+    again)."""
+    from appliance.evaluation.sides import active_side
+    from appliance.llm.routing import AdapterRoutes, AdapterTarget
+
+    def make(side: Side) -> LLMClient:
+        targets = {a.slot: AdapterTarget(slot=a.slot, label=a.label, name=a.name, gguf=a.gguf,
+                                         base_gguf=a.base_gguf) for a in side.adapters}
+        active = active_side(db, home).only(PIPELINE_SLOTS)
+        alias = "active" if side.only(PIPELINE_SLOTS).key == active.key else "eval"
+        return LLMClient(client.provider, config=client.config, log=db, routes=AdapterRoutes(targets, alias=alias))
+
+    return make
 
 
 def history(db: Database, slot: str, current: EvaluationRow) -> list[tuple[EvaluationRow, str]]:
