@@ -117,7 +117,7 @@ def _one(home: Home, db: Database, settings: Settings, row: CycleRow, *, client:
 
         resolved = resolve(db, home, f"{slot}:v{row.version}", "active")
         request = evaluate.Request(slot, resolved.candidate, resolved.baseline, kind=resolved.kind,
-                                   cutoff_ts=row.cutoff_ts)
+                                   cutoff_ts=row.cutoff_ts, cycle=row.number)
         outcome = evaluate.run(home, db, settings, request, client=client, client_for=client_for, promote=True,
                                progress=tick)
         sql.update_cycle(db, row.id, evaluation_id=outcome.evaluation.id)

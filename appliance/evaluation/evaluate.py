@@ -59,6 +59,7 @@ class Request:
     kind: str = EvalKind.CANDIDATE
     cutoff_ts: int | None = None
     repos: tuple[str, ...] | None = None
+    cycle: int | None = None  # the cycle it belongs to: how the learning curves label it
 
     def __post_init__(self) -> None:
         if self.candidate.key == self.baseline.key:
@@ -255,10 +256,12 @@ def routed_clients(client: LLMClient, db: Database, home: Home) -> Callable[[Sid
     return make
 
 
-def history(db: Database, slot: str, current: EvaluationRow) -> list[tuple[EvaluationRow, str]]:
+def history(db: Database, slot: str, current: EvaluationRow, *, cycle: int | None = None) -> list[tuple[EvaluationRow, str]]:
     """The slot's finished evaluations of candidates, oldest first, with ``current`` last,
-    each labelled by its cycle when it has one."""
+    each labelled by its cycle when it has one (``cycle``: the current one's)."""
     cycles = {c.evaluation_id: c.number for c in sql.list_cycles(db, slot) if c.evaluation_id is not None}
+    if cycle is not None:
+        cycles[current.id] = cycle
     rows = [r for r in sql.list_evaluations(db, slot=slot, done_only=True)
             if r.kind == EvalKind.CANDIDATE and r.id != current.id]
     if current.kind == EvalKind.CANDIDATE:
@@ -275,7 +278,7 @@ def _decide(home: Home, db: Database, settings: Settings, row: EvaluationRow, re
                               domain_of=domain_of)
     verdict = gates.judge(summary, kind=row.kind, config=config)
     row.summary = summary
-    past = history(db, row.slot, row)
+    past = history(db, row.slot, row, cycle=request.cycle)
     past_sources: dict[str, list[int]] = {}
     for r, _ in past:
         for k, v in report.sources(sql.list_results(db, r.id)).items():

@@ -6,8 +6,8 @@ number on a chart can be traced to the rows behind it. Figures are made with
 ``matplotlib.figure.Figure`` directly (no pyplot, no backend state): what matplotlib
 recommends for programs that only write files.
 
-* ``metrics``: per metric, each side's mean with its interval, and the paired difference
-  with its interval (the gate reads the primary one);
+* ``metrics``: per metric (a panel each, on its own scale), each side's mean with its
+  interval, and the paired difference with its interval (the gate reads the primary one);
 * ``groups``: the primary metric's difference per repo and per domain;
 * ``curves``: over the slot's evaluations (one per cycle), seed 002's learning curves (pass
   rate, steps-to-green, repeat-error rate) or the stage metrics, both sides.
@@ -65,27 +65,36 @@ def _interval_bar(ax: Any, y: float, mean: float, low: float, high: float, color
 
 
 def metrics(path: Path, rows: Sequence[dict[str, Any]], *, title: str, source: str) -> Path:
-    """``rows``: per metric {label, candidate: (mean, lo, hi), baseline: (mean, lo, hi),
-    diff: (mean, lo, hi), primary: bool}, drawn top to bottom."""
-    fig, axes = _figure(1, 2)
-    left, right = axes[0]
-    labels = [("* " if r.get("primary") else "") + r["label"] for r in rows]
-    ys = list(range(len(rows)))[::-1]
-    for i, (y, r) in enumerate(zip(ys, rows, strict=True)):
-        _interval_bar(left, y + 0.15, *r["candidate"], CANDIDATE_COLOR, "candidate" if i == 0 else None)
-        _interval_bar(left, y - 0.15, *r["baseline"], BASELINE_COLOR, "baseline" if i == 0 else None)
-        _interval_bar(right, y, *r["diff"], DIFF_COLOR, None)
-    for ax in (left, right):
-        ax.set_yticks(ys)
-        ax.set_yticklabels(labels)
+    """One small panel per metric, each on its own scale: both sides' means with their
+    intervals, the paired difference and its interval in the panel's title (red when the
+    candidate is surely worse, green when surely better). ``rows``: {label, primary,
+    higher_is_better, bounded (a [0, 1] metric), candidate: (mean, lo, hi), baseline: (mean, lo, hi),
+    diff: (mean, lo, hi)}."""
+    cols = min(5, max(1, len(rows)))
+    n_rows = max(1, (len(rows) + cols - 1) // cols)
+    fig, axes = _figure(n_rows, cols)
+    for i, r in enumerate(rows):
+        ax = axes[i // cols][i % cols]
+        _interval_bar(ax, 1, *r["candidate"], CANDIDATE_COLOR, "candidate")
+        _interval_bar(ax, 0, *r["baseline"], BASELINE_COLOR, "baseline")
+        d, lo, hi = r["diff"]
+        good = (lo > 0 or hi < 0) and ((lo > 0) == r.get("higher_is_better", True))
+        bad = (lo > 0 or hi < 0) and not good
+        color = "#2ca02c" if good else DIFF_COLOR if bad else "black"
+        ax.set_title(("* " if r.get("primary") else "") + f"{r['label']}\n{d:+.3f} [{lo:+.3f}, {hi:+.3f}]",
+                     fontsize=8, color=color)
+        ax.set_yticks([0, 1])
+        ax.set_yticklabels(["baseline", "candidate"], fontsize=7)
+        ax.set_ylim(-0.6, 1.6)
+        ax.tick_params(axis="x", labelsize=7)
         ax.grid(axis="x", alpha=0.3)
-        ax.set_ylim(-0.7, len(rows) - 0.3)
-    right.set_yticklabels([])
-    right.axvline(0, color="black", lw=0.8)
-    left.set_title("each side: mean and interval")
-    right.set_title("candidate - baseline (paired)")
-    if rows:
-        left.legend(loc="lower right", fontsize=8)
+        if r.get("bounded"):  # a rate or a score: the whole [0, 1], so panels compare at a glance
+            ax.set_xlim(-0.05, 1.05)
+    for j in range(len(rows), n_rows * cols):
+        axes[j // cols][j % cols].set_visible(False)
+    if not rows:
+        axes[0][0].text(0.5, 0.5, "no metric was measured on both sides", ha="center", va="center",
+                        transform=axes[0][0].transAxes)
     fig.suptitle(title)
     return _save(fig, path, source)
 

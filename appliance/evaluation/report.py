@@ -265,7 +265,8 @@ def write_report(
         cand = mean_interval(values[EvalArm.CANDIDATE]) or (0.0, 0.0, 0.0)
         base = mean_interval(values[EvalArm.BASELINE]) or (0.0, 0.0, 0.0)
         plotted.append({"label": r["label"], "primary": r["primary"], "candidate": cand, "baseline": base,
-                        "diff": (r["diff"], r["low"], r["high"])})
+                        "diff": (r["diff"], r["low"], r["high"]), "higher_is_better": r["higher_is_better"],
+                        "bounded": not METRICS[r["metric"]].unit})
     fig = plots.metrics(folder / "metrics.png", plotted, title=f"{row.candidate} vs {row.baseline}: held-out tasks",
                         source=here)
     doc.image(fig, f"Per metric, each side's mean and the paired difference with {level} intervals ({here})")
