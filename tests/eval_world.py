@@ -117,3 +117,31 @@ def add_dataset(db: Database, tasks: list[TaskRef], *, cutoff_ts: int, slot: str
         c.executemany("INSERT INTO training_dataset_rows (dataset_id, split, row_no, repo, sha, author_ts, source,"
                       " content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     return ds
+
+
+def write_sft_dataset(db: Database, home: Home, *, slot: str, rows: list[dict], cutoff_ts: int, tag: str) -> int:
+    """A curated SFT dataset as ``cra curate-data`` leaves one (the folder with train.jsonl,
+    valid.jsonl and dataset.json, its ``training_datasets`` row and one ``training_dataset_rows``
+    row per example); ``rows``: {prompt, completion, repo, sha, author_ts}."""
+    text = "".join(json.dumps({"prompt": r["prompt"], "completion": r["completion"]}, sort_keys=True) + "\n"
+                   for r in rows)
+    content_hash = hashlib.sha256(text.encode()).hexdigest()
+    rel = f"var/datasets/{slot}-sft-{tag}"
+    folder = home.root / rel
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.jsonl").write_text(text, encoding="utf-8")
+    (folder / "valid.jsonl").write_text("", encoding="utf-8")
+    (folder / "dataset.json").write_text(json.dumps({"version": 1, "slot": slot, "kind": "sft",
+                                                     "cutoff_ts": cutoff_ts, "content_hash": content_hash}))
+    with db.write() as c:
+        cur = c.execute(
+            "INSERT INTO training_datasets (slot, kind, path, content_hash, cutoff_ts, rows_train, rows_valid,"
+            " counts, source_mix, domain_mix, params, created_at) VALUES (?, 'sft', ?, ?, ?, ?, 0, '{}', '{}',"
+            " '{}', '{}', '2026-01-01')", (slot, rel, content_hash, cutoff_ts, len(rows)))
+        ds = int(cur.lastrowid or 0)
+        c.executemany("INSERT INTO training_dataset_rows (dataset_id, split, row_no, repo, sha, author_ts, source,"
+                      " content_hash) VALUES (?, 'train', ?, ?, ?, ?, 'gold', ?)",
+                      [(ds, i, r["repo"], r["sha"], r["author_ts"],
+                        hashlib.sha256(json.dumps(r["completion"]).encode() + r["sha"].encode()).hexdigest())
+                       for i, r in enumerate(rows)])
+    return ds

@@ -8,9 +8,9 @@ Seed 002's loop on cra's parts, one adapter slot at a time:
 * **sleep**: ``cra train-plan`` (which stage is weak, what data there is), ``cra
   curate-data`` for the slot, cut at the cycle's cutoff (the holdout's start), and ``cra
   train``: a candidate version, trained from the frozen base;
-* **eval**: first, when the active version was promoted on fewer held-out tasks than there
-  are now, a regression check of it against the version before it (a regression rolls it
-  back, seed 004 §6); then the candidate against the active version (``evaluate``), and
+* **eval**: first, when tasks were held out that the active version was not judged on, a
+  regression check of it against the version before it (or the base model, before the
+  first): a regression rolls it back (seed 004 §6); then the candidate against the active version (``evaluate``), and
   the gates promote it or keep the active one.
 
 Every stage's result is written to the cycle's row before the next stage starts (the
@@ -111,8 +111,7 @@ def _one(home: Home, db: Database, settings: Settings, row: CycleRow, *, client:
         row = sql.update_cycle(db, row.id, stage=CycleStage.EVAL, version=version)
     if row.stage == CycleStage.EVAL:
         assert row.version is not None
-        check_active(home, db, settings, slot, client=client, client_for=client_for, cutoff_ts=row.cutoff_ts,
-                     tick=tick)
+        check_active(home, db, settings, slot, client=client, client_for=client_for, tick=tick)
         from appliance.evaluation.sides import resolve
 
         resolved = resolve(db, home, f"{slot}:v{row.version}", "active")
@@ -189,25 +188,21 @@ def train(home: Home, db: Database, settings: Settings, slot: str, dataset_id: i
 
 
 def check_active(home: Home, db: Database, settings: Settings, slot: str, *, client: LLMClient,
-                 client_for: Callable[..., LLMClient] | None, cutoff_ts: int, tick: Progress) -> evaluate.Outcome | None:
-    """A regression check of the active version against the one before it, when tasks were
-    held out since the evaluation that promoted it; a regression rolls it back."""
-    from appliance.adapters.registry import current, history
-
-    active = current(db, slot, "active")
-    if active is None:
-        return None
-    promotes = [e for e in history(db, slot) if e.action == "promote" and e.to_version == active.version]
-    if not promotes or promotes[-1].from_version is None:
-        return None  # the first active version: nothing to roll back to
-    seen = {k for r in sql.list_evaluations(db, slot=slot, done_only=True) if r.candidate_version == active.version
-            for k in r.holdout}
-    fresh = [t for t in sql.valid_tasks(db, since_ts=cutoff_ts) if t.key not in seen]
-    if not fresh:
-        return None
+                 client_for: Callable[..., LLMClient] | None, tick: Progress) -> evaluate.Outcome | None:
+    """A regression check of the active version against the one before it (the base model
+    before the first), when tasks from after its data's cutoff exist that no evaluation of
+    it has seen: new commits validated since. A regression rolls it back."""
+    from appliance.adapters.registry import current
     from appliance.evaluation.sides import resolve
 
+    active = current(db, slot, "active")
+    if active is None or active.dataset_id is None:
+        return None
+    cutoff = sql.dataset_cutoffs(db, [active.dataset_id])[active.dataset_id]
+    seen = {k for r in sql.list_evaluations(db, slot=slot, done_only=True) if r.candidate_version == active.version
+            for k in r.holdout}
+    if all(t.key in seen for t in sql.valid_tasks(db, since_ts=cutoff)):
+        return None
     resolved = resolve(db, home, f"{slot}:active", "previous")
-    request = evaluate.Request(slot, resolved.candidate, resolved.baseline, kind=EvalKind.REGRESSION,
-                               cutoff_ts=cutoff_ts)
+    request = evaluate.Request(slot, resolved.candidate, resolved.baseline, kind=EvalKind.REGRESSION)
     return evaluate.run(home, db, settings, request, client=client, client_for=client_for, progress=tick)

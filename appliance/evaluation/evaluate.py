@@ -315,6 +315,7 @@ def apply_decision(home: Home, db: Database, row: EvaluationRow) -> str:
         if row.decision == EvalDecision.PROMOTE:
             registry.promote(db, home, row.slot, row.candidate_version, reason=reason, report=row.report)
         else:
-            registry.rollback(db, home, row.slot, to=row.baseline_version, reason=reason, report=row.report)
+            to = row.baseline_version if row.baseline_version is not None else registry.BASE
+            registry.rollback(db, home, row.slot, to=to, reason=reason, report=row.report)
         sql.set_applied(conn, row.id, str(row.decision))
     return str(row.decision)

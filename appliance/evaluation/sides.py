@@ -175,7 +175,8 @@ def resolve(db: Any, home: Any, candidate: str, baseline: str | None = None) -> 
         if active is None:
             raise BadInput(f"{slot} has no active version, so no version before it",
                            hint="use --baseline base")
-        base = others.with_version(side_adapter(home, rollback_target(db, slot)), "previous")
+        before = rollback_target(db, slot)  # None: the active one was the first, before it the base model
+        base = others.with_version(side_adapter(home, before), "previous") if before else Side("previous", others.adapters)
     else:
         other_slot, other_ref = parse_ref(choice) if ":" in choice else (slot, choice)
         if other_slot != slot:
