@@ -210,9 +210,10 @@ def _constant_scope_rows(db: Database, answer: list[str], cutoff_ts: int) -> lis
 
 
 def test_a_forced_regression_of_the_active_version_rolls_back_by_itself(demo: Demo) -> None:
-    """Two versions trained on purpose: one that names the three files most often changed,
-    one that always names the package's __init__.py; the second is promoted by hand over
-    the first, and the regression check finds it surely worse and rolls it back."""
+    """Two versions trained on purpose: one that always names three of the package's busiest
+    modules, one that always names its __init__.py (which the later commits hardly touch);
+    the second is promoted by hand over the first, and the regression check finds it surely
+    worse and rolls it back."""
     home = demo.home
     recipe = home.adapters / "scope.toml"
     text = recipe.read_text()
@@ -220,8 +221,8 @@ def test_a_forced_regression_of_the_active_version_rolls_back_by_itself(demo: De
     forced.write_text(text.replace("epochs = 8", "epochs = 30"))
     with _db(home) as db:
         cutoff = list_cycles(db, "scope")[0].cutoff_ts
-        good = _constant_scope_rows(db, ["src/inkwell/slug.py", "src/inkwell/truncate.py", "src/inkwell/case.py"],
-                                    cutoff)
+        good = _constant_scope_rows(db, ["src/inkwell/slug.py", "src/inkwell/truncate.py",
+                                         "src/inkwell/template.py"], cutoff)
         bad = _constant_scope_rows(db, ["src/inkwell/__init__.py"], cutoff)
         good_ds = write_sft_dataset(db, home, slot="scope", rows=good, cutoff_ts=cutoff, tag="good")
         bad_ds = write_sft_dataset(db, home, slot="scope", rows=bad, cutoff_ts=cutoff, tag="bad")
