@@ -123,8 +123,13 @@ def write_sft_dataset(db: Database, home: Home, *, slot: str, rows: list[dict], 
     """A curated SFT dataset as ``cra curate-data`` leaves one (the folder with train.jsonl,
     valid.jsonl and dataset.json, its ``training_datasets`` row and one ``training_dataset_rows``
     row per example); ``rows``: {prompt, completion, repo, sha, author_ts}."""
-    text = "".join(json.dumps({"prompt": r["prompt"], "completion": r["completion"]}, sort_keys=True) + "\n"
-                   for r in rows)
+    def row_hash(r: dict) -> str:
+        return hashlib.sha256(json.dumps([r["prompt"], r["completion"], r["sha"]]).encode()).hexdigest()
+
+    # The row's provenance rides along, as in curate-data's files (a later curation replays them).
+    text = "".join(json.dumps({"prompt": r["prompt"], "completion": r["completion"], "source": "gold",
+                               "repo": r["repo"], "sha": r["sha"], "author_ts": r["author_ts"], "domain": r["repo"],
+                               "content_hash": row_hash(r)}, sort_keys=True) + "\n" for r in rows)
     content_hash = hashlib.sha256(text.encode()).hexdigest()
     rel = f"var/datasets/{slot}-sft-{tag}"
     folder = home.root / rel
@@ -141,7 +146,5 @@ def write_sft_dataset(db: Database, home: Home, *, slot: str, rows: list[dict], 
         ds = int(cur.lastrowid or 0)
         c.executemany("INSERT INTO training_dataset_rows (dataset_id, split, row_no, repo, sha, author_ts, source,"
                       " content_hash) VALUES (?, 'train', ?, ?, ?, ?, 'gold', ?)",
-                      [(ds, i, r["repo"], r["sha"], r["author_ts"],
-                        hashlib.sha256(json.dumps(r["completion"]).encode() + r["sha"].encode()).hexdigest())
-                       for i, r in enumerate(rows)])
+                      [(ds, i, r["repo"], r["sha"], r["author_ts"], row_hash(r)) for i, r in enumerate(rows)])
     return ds
