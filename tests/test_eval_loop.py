@@ -217,8 +217,8 @@ def test_a_forced_regression_of_the_active_version_rolls_back_by_itself(demo: De
     home = demo.home
     recipe = home.adapters / "scope.toml"
     text = recipe.read_text()
-    forced = home.root / "forced-scope.toml"  # many epochs: the answers are constant, learn them well
-    forced.write_text(text.replace("epochs = 8", "epochs = 30"))
+    forced = home.root / "forced-scope.toml"  # long enough to learn a constant answer by heart
+    forced.write_text(text.replace("epochs = 8", "epochs = 8\nmax_steps = 60"))
     with _db(home) as db:
         cutoff = list_cycles(db, "scope")[0].cutoff_ts
         good = _constant_scope_rows(db, ["src/inkwell/slug.py", "src/inkwell/truncate.py",
