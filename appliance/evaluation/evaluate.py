@@ -110,8 +110,8 @@ def _params(settings: Settings, client: LLMClient, request: Request) -> dict[str
 
 def params_hash(request: Request, params: dict[str, Any], holdout: Holdout) -> str:
     blob = json.dumps({"kind": request.kind, "slot": request.slot, "cutoff": holdout.cutoff_ts, "params": params,
-                       "holdout": [t.to_list() for t in holdout.tasks],
-                       "frozen": [t.to_list() for t in holdout.frozen]}, sort_keys=True)
+                       "holdout": [t.to_list() for t in sorted(holdout.tasks)],
+                       "frozen": [t.to_list() for t in sorted(holdout.frozen)]}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
