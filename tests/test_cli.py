@@ -105,8 +105,6 @@ def _argv_for(path: tuple[str, ...], folder: Path) -> list[str]:
             value = str(param.type.choices[0])
         elif isinstance(param.type, click.Path):
             value = str(folder if param.type.dir_okay else folder / "file.jsonl")
-        elif isinstance(param.type, click.Choice):
-            value = str(param.type.choices[0])
         if isinstance(param, click.Option):
             argv += [param.opts[0], value]
         else:
