@@ -354,3 +354,22 @@ def test_the_exports_load_with_datasets_and_train_5_steps_with_trl(world: World,
                          train_dataset=dpo_data["train"], processing_class=tok)
     result = trainer.train()
     assert result.global_step == 5 and np.isfinite(result.training_loss)
+
+
+def test_the_frozen_regression_set_is_never_curated_nor_replayed(db: Database, home: Home) -> None:
+    """Issue 14: the evaluation's frozen tasks are checked on every evaluation, so no dataset
+    may train on them, whatever its cutoff; one curated before they were chosen is not replayed."""
+    from appliance.db.evaluation import TaskRef, set_frozen
+
+    w = World(db)
+    rng = random.Random(9)
+    shas = w.repo("alpha", 40)
+    w.triples("alpha", [{"i": i, "prompt": text(rng), "answer": text(rng, 40)} for i in range(30)])
+    first = curate(db, home, cutoff_ts=BASE_TS + 20 * DAY).dataset  # before any frozen set
+    assert {r.sha for r in dataset_rows(db, first.id)} >= {shas[3], shas[7]}
+    set_frozen(db, [TaskRef(BASE_TS + i * DAY, "alpha", shas[i]) for i in (3, 7, 25)], chosen_by=None)
+    second = curate(db, home).dataset
+    assert funnel(second)["the frozen regression set"] == 3
+    assert second.counts["replay"]["the frozen regression set"] == 2  # 3 and 7, from the first dataset
+    rows = dataset_rows(db, second.id)
+    assert rows and not {r.sha for r in rows} & {shas[3], shas[7], shas[25]}

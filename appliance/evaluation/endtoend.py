@@ -6,14 +6,15 @@ attempt, so both sides get the same seeds. Runs are keyed by model and adapter l
 (``runs``' UNIQUE key): a rerun skips finished runs, and a side whose adapters did not
 change since an earlier evaluation reuses its runs.
 
-``task_results`` turns a task's runs into the Gate 2 metrics (see ``metrics``). Runs that
+``task_results`` turns a task's runs into the Gate 2 metrics (see ``metrics``); two failed
+attempts are "the same error" when their signatures (``appliance.training.signatures``,
+what ``cra train-plan`` groups failures by) are equal. Runs that
 ended ``error`` or ``infra_error`` are the harness's or the infrastructure's failures, not
 the model's: they are left out and counted, never scored as failures.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,9 +25,7 @@ from appliance.db.runs import RunKey, find_run, get_run_trace
 from appliance.evaluation.stats import pass_at_k
 from appliance.llm import LLMClient
 from appliance.status import EvalMetric, RunStatus
-
-_NUMBER = re.compile(r"\d+")
-_BLOCK = re.compile(r"^block \d+ \(([^)]*)\):\s*")
+from appliance.training.signatures import signature
 
 
 def run_side(home: Home, db: Database, client: LLMClient, tasks: Sequence[TaskRef], *, adapter: str | None,
@@ -52,18 +51,6 @@ def run_side(home: Home, db: Database, client: LLMClient, tasks: Sequence[TaskRe
         label = str(summary.get("adapter", label))
         done += len(shas) * config.samples
     return label
-
-
-def failure_signature(validation: dict[str, Any], apply_error: str | None) -> str:
-    """What makes two failed attempts "the same failure": the outcome kind, then the failing
-    test and its first error line, or the apply error's reason, numbers dropped."""
-    kind = str(validation.get("kind") or "unknown")
-    if kind in ("tests_failed", "timeout"):
-        failing = sorted(n for group in ("fail_to_pass", "pass_to_pass")
-                         for n, outcome in (validation.get(group) or {}).items() if outcome != "passed")
-        return f"{kind}: {failing[0] if failing else '?'}"
-    text = (apply_error or validation.get("error") or "").split(";")[0]
-    return f"{kind}: {_NUMBER.sub('N', _BLOCK.sub('', text.strip()))[:80]}"
 
 
 def repeats(signatures: Sequence[str]) -> tuple[int, int]:
@@ -98,7 +85,8 @@ def task_results(db: Database, arm: str, task: TaskRef, *, model: str, adapter: 
     repeated = chances = 0
     for r in scored:
         attempts = get_run_trace(db, r.id).attempts
-        sigs = [failure_signature(a.validation, a.apply_error) for a in attempts if not a.resolved]
+        sigs = [signature(a.validation, {"apply_status": a.apply_status, "apply_error": a.apply_error,
+                                         "test_output": a.test_output}) for a in attempts if not a.resolved]
         got, could = repeats(sigs)
         repeated += got
         chances += could

@@ -38,6 +38,7 @@ from appliance.evaluation.metrics import METRICS, STAGE_METRICS
 from appliance.evaluation.sides import Side
 from appliance.llm import LLMClient
 from appliance.status import EvalArm, EvalDecision, EvalKind
+from appliance.training.logs import LogAnalysisAPI
 
 PIPELINE_SLOTS = ("plan", "execute-code")
 """The slots whose adapters the pipeline's stages call (plan, execute): what end-to-end runs depend on."""
@@ -84,18 +85,6 @@ class Outcome:
         return {"evaluation": self.evaluation.to_dict(), "verdict": self.verdict.to_dict(),
                 "report": str(self.report), "holdout": self.holdout.to_dict(), "resumed": self.resumed,
                 "applied": self.applied, "undo": report.undo_command(self.evaluation)}
-
-
-def domain_lookup() -> Callable[[str], str]:
-    """repo -> domain: its catalog entry's first category, else the repo itself."""
-    from appliance.errors import CraError
-    from appliance.packaging.catalog import load_catalog
-
-    try:
-        known = {e.name: e.categories[0] for e in load_catalog() if e.categories}
-    except CraError:
-        known = {}
-    return lambda repo: known.get(repo, repo)
 
 
 def _params(settings: Settings, client: LLMClient, request: Request) -> dict[str, Any]:
@@ -273,7 +262,7 @@ def _decide(home: Home, db: Database, settings: Settings, row: EvaluationRow, re
             resumed: bool, promote: bool) -> Outcome:
     config = settings.evaluation
     results = sql.list_results(db, row.id)
-    domain_of = domain_lookup()
+    domain_of = LogAnalysisAPI(db).domain_of  # a repo's catalog category, as train-plan slices by
     summary = gates.summarize(results, row.holdout, row.frozen, primary=config.primary[row.slot], config=config,
                               domain_of=domain_of)
     verdict = gates.judge(summary, kind=row.kind, config=config)

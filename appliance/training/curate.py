@@ -5,7 +5,8 @@ Per (slot, kind), in this order, each step counted in the dataset's funnel:
 1. **select**: the triples of the slot's stage (SFT: gold and resolved runs; DPO: pairs by
    outcome or alignment margin, at least ``dpo_min_margin``), only the plan's repos, and for
    SFT the imported datasets of the slot (``cra datasets import``);
-2. **chronology**: only commits authored before the cutoff; a cutoff after the declared
+2. **chronology**: only commits authored before the cutoff, and never a task of the
+   evaluation's frozen regression set (``frozen_tasks``, issue 14); a cutoff after the declared
    holdout start (``[training] holdout_start``) or in the future is refused (``LeakError``),
    and the writer refuses any dated row at or after it;
 3. **length**: with a tokenizer, rows longer than the maximum are dropped and counted,
@@ -52,6 +53,7 @@ from appliance.atomic import write_atomic
 from appliance.config import Home, TrainingConfig
 from appliance.db import training as tsql
 from appliance.db.core import Database
+from appliance.db.evaluation import frozen_tasks
 from appliance.db.training import DatasetRow, NewDataset, TrainingDataset
 from appliance.errors import BadInput, GuardrailError, LeakError, MissingExtra
 from appliance.status import AdapterSlot, DataSource, values
@@ -64,6 +66,7 @@ SLOTS = tuple(values(AdapterSlot))
 SOURCES = tuple(values(DataSource))
 BATCH = 1024
 MAIN, REPLAY = 0, 1
+FROZEN = "the frozen regression set"
 
 
 def datasets_dir(home: Home) -> Path:
@@ -211,6 +214,8 @@ class Curator:
         self.stage = SLOT_STAGES.get(options.slot)
         self.tokenizer = _load_tokenizer(options.tokenizer) if options.tokenizer else None
         self.bands, self.rows_per_band = dedup.lsh_params(config.near_dup_threshold)
+        # Fixed tasks every evaluation checks for regressions: never trained on (issue 14).
+        self.frozen = set(frozen_tasks(db))
 
     # ------------------------------------------------------------------ pass 1
 
@@ -227,6 +232,9 @@ class Curator:
         if what == "triple":
             if self.opt.repos is not None and row["repo"] not in self.opt.repos:
                 dropped["outside the plan's repos"] += 1
+                return False
+            if (row["repo"], row["sha"]) in self.frozen:
+                dropped[FROZEN] += 1
                 return False
             if self.opt.kind == "dpo" and self.config.dpo_min_margin > 0:
                 margin = json.loads(row["meta"]).get("margin")
@@ -293,6 +301,7 @@ class Curator:
         after_cutoff = total_triples - seen_triples
         for step, removed in (("after the cutoff", after_cutoff),
                               ("outside the plan's repos", dropped["outside the plan's repos"]),
+                              (FROZEN, dropped[FROZEN]),
                               ("below the DPO margin", dropped["below the DPO margin"])):
             self._step(step, left, removed)
             left -= removed
@@ -381,6 +390,9 @@ class Curator:
                     ts = row.get("author_ts")
                     if ts is not None and ts >= self.opt.cutoff_ts:
                         counts["after the cutoff"] += 1
+                        continue
+                    if (row.get("repo"), row.get("sha")) in self.frozen:
+                        counts[FROZEN] += 1
                         continue
                     seen.add(row["content_hash"])
                     pool.append({"dataset": ds.id, "path": path, "offset": here, "ts": -1 if ts is None else ts,
