@@ -212,6 +212,7 @@ def _loop(home: Home, db: Database, converter: Path, result: DemoResult, *,
     result.validated = validate_repo(home, db, SAMPLE, workers=workers,
                                      progress=lambda done, total, task: progress("validate", done, total))
     result.model = setup_model(home, converter, progress=progress)
+    _one_torch_thread()
     settings = load_settings(home)
     client = LLMClient.from_config(settings.llm, log=db)
     outcome = run_cycles(home, db, settings, SLOT, cycles=1, client=client, progress=progress)
@@ -223,6 +224,16 @@ def _loop(home: Home, db: Database, converter: Path, result: DemoResult, *,
 
         row = get_evaluation(db, last.evaluation_id)
         result.report = home.root / row.report / "report.html" if row.report else None
+
+
+def _one_torch_thread() -> None:
+    """The demo trains a model of 200k parameters: there a second torch thread only fights the
+    first (and llama.cpp) for two cores; one is several times faster (``appliance.demo_model``)."""
+    try:
+        import torch
+    except ImportError:
+        return  # cra train says what to install
+    torch.set_num_threads(1)
 
 
 def setup_model(home: Home, converter: Path, *, progress: Callable[[str, int, int], None] | None = None) -> Path:

@@ -148,7 +148,7 @@ def test_a_leaking_or_too_small_evaluation_is_refused(demo: Demo) -> None:
 
 def test_a_killed_cycle_resumes_where_it_stopped(demo: Demo) -> None:
     home = demo.home
-    env = {**os.environ, "CRA_HOME": str(home.root)}
+    env = {**os.environ, "CRA_HOME": str(home.root), "OMP_NUM_THREADS": "1"}  # as the demo trains (appliance.demo)
     argv = [sys.executable, "-m", "appliance.cli", "cycle", "--slot", "scope", "--cutoff", LATER_CUTOFF, "--json"]
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
     evaluated = False
