@@ -111,17 +111,29 @@ def _one(home: Home, db: Database, settings: Settings, row: CycleRow, *, client:
         row = sql.update_cycle(db, row.id, stage=CycleStage.EVAL, version=version)
     if row.stage == CycleStage.EVAL:
         assert row.version is not None
-        check_active(home, db, settings, slot, client=client, client_for=client_for, tick=tick)
-        from appliance.evaluation.sides import resolve
+        done = _evaluated(db, row)
+        if done is None:  # a finished evaluation is not run twice (a stop just after it finished)
+            check_active(home, db, settings, slot, client=client, client_for=client_for, tick=tick)
+            from appliance.evaluation.sides import resolve
 
-        resolved = resolve(db, home, f"{slot}:v{row.version}", "active")
-        request = evaluate.Request(slot, resolved.candidate, resolved.baseline, kind=resolved.kind,
-                                   cutoff_ts=row.cutoff_ts, cycle=row.number)
-        outcome = evaluate.run(home, db, settings, request, client=client, client_for=client_for, promote=True,
-                               progress=tick)
-        sql.update_cycle(db, row.id, evaluation_id=outcome.evaluation.id)
-        row = sql.update_cycle(db, row.id, stage=CycleStage.DONE, decision=outcome.verdict.decision)
+            resolved = resolve(db, home, f"{slot}:v{row.version}", "active")
+            request = evaluate.Request(slot, resolved.candidate, resolved.baseline, kind=resolved.kind,
+                                       cutoff_ts=row.cutoff_ts, cycle=row.number)
+            done = evaluate.run(home, db, settings, request, client=client, client_for=client_for, promote=True,
+                                progress=tick).evaluation
+        elif done.decision == EvalDecision.PROMOTE and not done.applied:
+            evaluate.apply_decision(home, db, done)
+        sql.update_cycle(db, row.id, evaluation_id=done.id)
+        row = sql.update_cycle(db, row.id, stage=CycleStage.DONE, decision=done.decision)
     return row
+
+
+def _evaluated(db: Database, row: CycleRow) -> sql.EvaluationRow | None:
+    """The finished evaluation of this cycle's candidate, made since the cycle started."""
+    for e in reversed(sql.list_evaluations(db, slot=row.slot, done_only=True)):
+        if e.kind == EvalKind.CANDIDATE and e.candidate_version == row.version and e.created_at >= row.created_at:
+            return e
+    return None
 
 
 def run_day(home: Home, db: Database, settings: Settings, *, client: LLMClient, tick: Progress) -> dict[str, Any]:
