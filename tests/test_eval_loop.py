@@ -7,8 +7,9 @@ One story, in order (the tests share the demo's air-gapped home):
 2. an evaluation that would leak, and one whose holdout is too small, are refused;
 3. a second cycle (a later cutoff: more training data) killed in its evaluation resumes
    where it stopped when run again;
-4. a version forced into the active alias that is worse than the one before it is rolled
-   back by the regression check, the audit row naming the report.
+4. ``cra eval --promote`` promotes a version the gates find better; a worse one forced into
+   the active alias by hand is rolled back by the regression check; the audit rows name the
+   reports.
 
 Every part is real: git, the sandboxed validation, SQLite, llama.cpp inference, peft + trl
 training and llama.cpp's GGUF converter. Only the wheels of the sample come from PyPI
@@ -79,7 +80,7 @@ def test_the_demo_runs_the_whole_loop_offline_and_writes_a_report(demo: Demo) ->
     home = demo.home
     assert f"air-gapped home: {home.root}" in demo.output and "inkwell: commit funnel" in demo.output
     assert "the HTML report: " in demo.output and "decision: " in demo.output and "to undo: " in demo.output
-    assert f"export CRA_HOME={home.root}" in demo.output
+    assert f"cra --home {home.root} report list" in demo.output  # the next commands name the home
     with _db(home) as db:
         [cycle] = list_cycles(db, "scope")
         assert cycle.stage == "done" and cycle.plan_id and cycle.dataset_id and cycle.version == 1
@@ -209,16 +210,15 @@ def _constant_scope_rows(db: Database, answer: list[str], cutoff_ts: int) -> lis
     return rows
 
 
-def test_a_forced_regression_of_the_active_version_rolls_back_by_itself(demo: Demo) -> None:
+def test_a_promotion_through_the_gates_then_a_forced_regression_rolled_back(demo: Demo) -> None:
     """Two versions trained on purpose: one that always names three of the package's busiest
-    modules, one that always names its __init__.py (which the later commits hardly touch);
-    the second is promoted by hand over the first, and the regression check finds it surely
-    worse and rolls it back."""
+    modules, one that always names its __init__.py (which the later commits hardly touch).
+    ``cra eval --promote`` promotes the first over the second through the gates; the second
+    is then promoted by hand over it, and the regression check finds it surely worse and
+    rolls it back by itself. Both moves are audit rows naming their reports."""
     home = demo.home
-    recipe = home.adapters / "scope.toml"
-    text = recipe.read_text()
     forced = home.root / "forced-scope.toml"  # long enough to learn a constant answer by heart
-    forced.write_text(text.replace("epochs = 8", "epochs = 8\nmax_steps = 60"))
+    forced.write_text((home.adapters / "scope.toml").read_text().replace("epochs = 8", "epochs = 8\nmax_steps = 60"))
     with _db(home) as db:
         cutoff = list_cycles(db, "scope")[0].cutoff_ts
         good = _constant_scope_rows(db, ["src/inkwell/slug.py", "src/inkwell/truncate.py",
@@ -232,25 +232,37 @@ def test_a_forced_regression_of_the_active_version_rolls_back_by_itself(demo: De
         assert rc == 0, err[-2000:]
         versions.append(json.loads(out)["version"])
     good_v, bad_v = versions
-    for v in (good_v, bad_v):  # forced: no evaluation behind either promote
-        with _db(home) as db:
-            active = db.one("SELECT v.version FROM adapter_aliases a JOIN adapter_versions v ON v.id = a.version_id"
-                            " WHERE a.slot = 'scope' AND a.alias = 'active'")
-        if active is None or active[0] != v:
-            assert _cra(home, "adapters", "promote", "scope", f"v{v}")[0] == 0
+
+    rc, out, err = _cra(home, "eval", "--candidate", f"scope:v{good_v}", "--baseline", f"scope:v{bad_v}",
+                        "--promote", "--json")
+    assert rc == 0, err[-2000:]
+    promoted = json.loads(out)
+    assert promoted["evaluation"]["decision"] == "promote", promoted["evaluation"]["reasons"]
+    assert promoted["applied"] == "promote" and promoted["undo"] == "cra adapters rollback scope"
+    assert _active(home) == good_v
+    assert _cra(home, "adapters", "promote", "scope", f"v{bad_v}")[0] == 0  # forced: no evaluation behind it
+
     rc, out, err = _cra(home, "eval", "--candidate", "scope:active", "--json")
     assert rc == 0, err[-2000:]
     outcome = json.loads(out)
     row = outcome["evaluation"]
     assert row["kind"] == "regression" and row["candidate_version"] == bad_v and row["baseline_version"] == good_v
     assert row["decision"] == "rollback" and outcome["applied"] == "rollback", row["reasons"]
+    assert row["reasons"][0].startswith("FAIL: scope recall@k") and "in the whole interval" in row["reasons"][0]
     assert outcome["undo"] == f"cra adapters promote scope v{bad_v}"
+    assert _active(home) == good_v
     with _db(home) as db:
-        last = db.one("SELECT action, from_version, to_version, report FROM adapter_events WHERE slot = 'scope'"
-                      " ORDER BY id DESC LIMIT 1")
-        assert tuple(last) == ("rollback", bad_v, good_v, row["report"])
-        active = db.one("SELECT v.version FROM adapter_aliases a JOIN adapter_versions v ON v.id = a.version_id"
-                        " WHERE a.slot = 'scope' AND a.alias = 'active'")[0]
-        assert active == good_v
+        events = [tuple(e) for e in db.query("SELECT action, from_version, to_version, report FROM adapter_events"
+                                             " WHERE slot = 'scope' AND alias = 'active' ORDER BY id")]
+    through_gates, by_hand, back = events[-3:]
+    assert through_gates[0] == "promote" and through_gates[2:] == (good_v, promoted["evaluation"]["report"])
+    assert by_hand == ("promote", good_v, bad_v, None) and back == ("rollback", bad_v, good_v, row["report"])
     rc, out, _ = _cra(home, "report", "show", str(row["id"]))
     assert rc == 0 and "ROLLBACK (applied: rollback)" in out and f"cra adapters promote scope v{bad_v}" in out
+
+
+def _active(home: Home) -> int | None:
+    with _db(home) as db:
+        row = db.one("SELECT v.version FROM adapter_aliases a JOIN adapter_versions v ON v.id = a.version_id"
+                     " WHERE a.slot = 'scope' AND a.alias = 'active'")
+    return row[0] if row else None
