@@ -83,10 +83,9 @@ def main() -> None:
     from harness.triples import build_gold
 
     started = time.monotonic()
-    from appliance.training.trainer import train
-
     from appliance.training.curate import curate_from_plan
     from appliance.training.plan import make_plan
+    from appliance.training.trainer import train
 
     work = Path(tempfile.mkdtemp(prefix="cra-bench-learning-"))
     home, repo = (Home(args.home.resolve()), args.repo) if args.home else sample_home(work, args.wheels)
