@@ -331,8 +331,9 @@ class HarnessConfig(_Table):
     )
     lease_s: float = field(
         default=120.0,
-        metadata=_help("Seconds a commit claimed by a 'cra harness validate' process stays its own "
-                       "without a heartbeat; after that another process takes it over."),
+        metadata=_help("Seconds a unit of work claimed by a process (a commit of 'cra harness validate', "
+                       "a run of 'cra harness run') stays its own without a heartbeat; after that "
+                       "another process takes it over."),
     )
 
     def __post_init__(self) -> None:

@@ -69,6 +69,7 @@ class LeaseKind(StrEnum):
     """What a work lease claims (``leases.kind``): one unit of a command several processes share."""
 
     VALIDATE = "validate"  # one kept commit of ``cra harness validate``
+    RUN = "run"            # one run key of ``cra harness run`` (a task at a temperature and sample)
 
 
 class EraStatus(StrEnum):

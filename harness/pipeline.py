@@ -30,6 +30,12 @@ answering mid-way (checked after each infra_error run): the runs left are not bu
 failures. Trouble of the harness's own (a git or index error) ends a run ``error``, also
 retried. Resumable: finished runs are skipped (``force`` redoes them), interrupted ones
 restarted clean (``start_run``).
+
+Several processes may run one repo at once (two terminals, or ``cra cycle`` beside ``cra
+harness run``): each run key is claimed in the DB (``appliance.db.leases``, kind ``run``)
+before its row is started, so a live process's ``running`` row is never taken for an
+interrupted one and reset under it. A key another live process holds is left to it and
+checked again later (it is then skipped as finished); one whose owner died is taken over.
 """
 
 from __future__ import annotations
@@ -38,13 +44,24 @@ import multiprocessing
 import queue
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from appliance.config import Home
 from appliance.db.core import Database
+from appliance.db.leases import (
+    DEFAULT_LEASE_S,
+    Claim,
+    Heartbeat,
+    Owner,
+    claim,
+    release,
+    release_all,
+)
 from appliance.db.runs import (
     AttemptRecord,
     RunKey,
@@ -61,7 +78,7 @@ from appliance.db.tasks import TaskRecord, list_tasks
 from appliance.db.triples import save_plan, set_plan_score
 from appliance.errors import BadInput, CraError, Failed, InfraError
 from appliance.llm import BoundClient, LLMClient, LLMError
-from appliance.status import ApplyStatus, RunStatus
+from appliance.status import ApplyStatus, LeaseKind, RunStatus
 from harness.alignment import score_plan_kind
 from harness.candidate import CandidateEnv, EvalOptions, evaluate, task_env
 from harness.executor import execute
@@ -141,6 +158,7 @@ def run_repo(
     limit: int | None = None, adapter: str | None = None, progress: Progress | None = None,
     options: PipelineOptions | None = None, workers: int = 1, force: bool = False,
     shas: Sequence[str] | None = None,
+    lease_s: float = DEFAULT_LEASE_S,
 ) -> dict[str, Any]:
     """Run the pipeline on the valid tasks of ``name``; returns the summary table as a dict.
 
@@ -159,6 +177,9 @@ def run_repo(
     time, so it refuses more than one worker.
 
     ``shas``: only these tasks (full commit shas), e.g. an evaluation's holdout.
+
+    ``lease_s``: how long a claim on a run key lives without its heartbeat (seconds; the
+    ``[harness] lease_s`` setting), after which another process may take the key over.
     """
     _check(temperatures, samples, max_attempts, limit)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -201,7 +222,7 @@ def run_repo(
         tick(len(seen), len(units), run)
 
     work = _Work(home=home, name=name, client=client, adapter=adapter, max_attempts=max_attempts,
-                 options=options, force=force)
+                 options=options, force=force, lease_s=lease_s)
     if workers > 1 and client is not None and len(units) > 1:
         _run_in_processes(work, db, units, min(workers, len(units)), report)
     else:
@@ -236,30 +257,62 @@ class _Work:
     max_attempts: int
     options: PipelineOptions
     force: bool = False
+    lease_s: float = DEFAULT_LEASE_S
+    since: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="microseconds"))
 
 
 Unit = tuple[TaskRecord, RunKey]
 
 
+def unit_id(key: RunKey) -> str:
+    """A run key as the text of its lease (``leases.sha``): what makes a ``runs`` row unique."""
+    return f"{key.sha}|{key.model}|{key.adapter or ''}|{float(key.temperature)!r}|{key.sample}"
+
+
 def _run_units(work: _Work, db: Database, units: Sequence[Unit], report: Callable[[RunRecord, bool], None]) -> None:
-    """The runs of ``units`` one after the other; a task's runs share its retrieval and env."""
+    """The runs of ``units`` one after the other; a task's runs share its retrieval and env.
+
+    Each key is claimed before its row is started and released with its outcome; a key
+    another live process holds goes to the back of the queue, tried again every ``poll``
+    seconds until its owner has finished it (then skipped) or died (then taken over).
+    """
     index_file = index_path(work.home, work.name)
     index_file.parent.mkdir(parents=True, exist_ok=True)
     state: _Task | None = None
-    with SymbolIndex(index_file) as index:
-        for task, key in units:
-            if state is None or state.task.sha != task.sha:  # units come task by task
-                state = _Task(task)
-            run = start_run(db, key, force=work.force)
-            if run.finished:
-                report(run, False)
-                continue
-            run = _run_one(work.home, db, work.name, work.home.repo_dir(work.name), index, state, run,
-                           client=work.client, adapter=work.adapter, max_attempts=work.max_attempts,
-                           options=work.options)
-            report(run, True)
-            if run.status == RunStatus.INFRA_ERROR and work.client is not None:
-                _still_there(work.client, run)
+    owner = Owner.this_process()  # per process: forked workers claim as themselves
+    poll = max(0.5, min(5.0, work.lease_s / 4))
+    todo: deque[tuple[float, Unit]] = deque((0.0, unit) for unit in units)
+    with SymbolIndex(index_file) as index, Heartbeat(db, owner, work.lease_s):
+        try:
+            while todo:
+                due, (task, key) = todo.popleft()
+                if due > time.monotonic():
+                    todo.append((due, (task, key)))
+                    if all(d > time.monotonic() for d, _ in todo):  # only held keys left: wait
+                        time.sleep(min(poll, max(0.0, min(d for d, _ in todo) - time.monotonic())))
+                    continue
+                unit = unit_id(key)
+                if claim(db, LeaseKind.RUN, work.name, unit, owner, lease_s=work.lease_s,
+                         redo=True) == Claim.HELD:
+                    todo.append((time.monotonic() + poll, (task, key)))
+                    continue
+                try:
+                    run = start_run(db, key, force=work.force, since=work.since)
+                    if run.finished:
+                        report(run, False)
+                        continue
+                    if state is None or state.task.sha != task.sha:  # units come task by task
+                        state = _Task(task)
+                    run = _run_one(work.home, db, work.name, work.home.repo_dir(work.name), index, state, run,
+                                   client=work.client, adapter=work.adapter, max_attempts=work.max_attempts,
+                                   options=work.options)
+                finally:
+                    release(db, LeaseKind.RUN, work.name, unit, owner)
+                report(run, True)
+                if run.status == RunStatus.INFRA_ERROR and work.client is not None:
+                    _still_there(work.client, run)
+        finally:
+            release_all(db, owner)  # what we did not finish, others may take at once
 
 
 def _still_there(client: LLMClient, run: RunRecord) -> None:

@@ -239,7 +239,7 @@ def harness_run(app: App, name: str, model: str | None, endpoint: str | None, ad
         with progress_bar() as tick:
             summary = run_repo(app.home, app.db, name, client=client, temperatures=_floats(temperatures),
                                samples=samples, max_attempts=max_attempts, limit=limit, adapter=adapter,
-                               workers=workers, force=force,
+                               workers=workers, force=force, lease_s=app.settings.harness.lease_s,
                                options=PipelineOptions(evaluation=EvalOptions(
                                    limits=_limits(app, timeout), allow_weak_sandbox=allow_weak_sandbox)),
                                progress=lambda done, total, run: tick("run", done, total))

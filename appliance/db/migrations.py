@@ -665,6 +665,34 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        11,
+        "leases for pipeline runs too: two `cra harness run` (or a run and a cycle) on one home "
+        "share the runs instead of resetting each other's",
+        # A unit of kind 'run' is one RunKey (sha, model, adapter, temperature, sample), its
+        # text in the sha column. Leases are transient (a live process's claims), so the
+        # rebuilt table keeps the rows as they are.
+        """
+        CREATE TABLE leases_new (
+            id          INTEGER PRIMARY KEY,
+            kind        TEXT NOT NULL CHECK (kind IN ('validate', 'run')),
+            repo_id     INTEGER NOT NULL REFERENCES repos(id) ON DELETE CASCADE,
+            sha         TEXT NOT NULL,     -- the commit; for 'run', the run key's text
+            owner       TEXT NOT NULL,     -- host:pid:token of the claiming process
+            host        TEXT NOT NULL,
+            pid         INTEGER NOT NULL,
+            claimed_at  TEXT NOT NULL,
+            expires_ts  REAL NOT NULL,     -- epoch seconds; the heartbeat moves it on
+            taken_over  INTEGER NOT NULL DEFAULT 0,  -- times a dead owner's claim passed on
+            UNIQUE (kind, repo_id, sha)
+        );
+        INSERT INTO leases_new SELECT * FROM leases;
+        DROP TABLE leases;
+        ALTER TABLE leases_new RENAME TO leases;
+        CREATE INDEX leases_owner ON leases (owner);
+        """,
+        rebuilds=True,
+    ),
 ]
 
 LATEST = max(m.version for m in MIGRATIONS)

@@ -204,12 +204,17 @@ def find_run(db: Database, key: RunKey) -> RunRecord | None:
     return _row_to_run(row) if row is not None else None
 
 
-def start_run(db: Database, key: RunKey, *, force: bool = False) -> RunRecord:
+def start_run(db: Database, key: RunKey, *, force: bool = False, since: str | None = None) -> RunRecord:
     """The run for ``key``: a finished one as it is (the caller skips it), else a fresh start.
 
     An existing ``running`` (interrupted), ``error`` or ``infra_error`` run, or with
     ``force`` any run, is reset to ``running`` with its attempts, plans, retrievals and LLM
-    calls removed, in one transaction.
+    calls removed, in one transaction. ``since`` (an ISO time, when the forcing command
+    began): a run started at or after it is this command's own work, or a concurrent
+    forced command's, and is kept even under ``force``.
+
+    The caller holds the key's lease (``appliance.db.leases``, kind ``run``): a
+    ``running`` row is only reset when no live process is running it.
     """
     repo = get_repo(db, key.repo)
     if key.sample < 0:
@@ -218,10 +223,11 @@ def start_run(db: Database, key: RunKey, *, force: bool = False) -> RunRecord:
     params = (repo.id, key.sha, key.model, key.adapter or "", float(key.temperature), key.sample)
     with db.write() as c:
         row = c.execute(
-            "SELECT id, status FROM runs WHERE repo_id = ? AND sha = ? AND model = ?"
+            "SELECT id, status, started_at FROM runs WHERE repo_id = ? AND sha = ? AND model = ?"
             " AND adapter = ? AND temperature = ? AND sample = ?", params,
         ).fetchone()
-        if row is not None and row["status"] in FINISHED and not force:
+        redo = force and not (since is not None and row is not None and row["started_at"] >= since)
+        if row is not None and row["status"] in FINISHED and not redo:
             run_id = int(row["id"])
         elif row is not None:
             run_id = int(row["id"])
