@@ -214,6 +214,70 @@ def test_rows_longer_than_the_recipe_maximum_are_dropped_and_counted(world: Worl
     assert ds.params["max_tokens"] == 100
 
 
+def _word_tokenizer(folder: Path) -> Path:
+    """A real HF tokenizer folder (a word-level vocabulary of WORDS): one token per word."""
+    pytest.importorskip("tokenizers")
+    pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(["[UNK]", *WORDS])}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(folder)
+    return folder
+
+
+def test_token_lengths_come_from_the_slots_recipe_by_default_or_the_one_named(home: Home, db: Database,
+                                                                              tmp_path: Path, capsys) -> None:
+    w = World(db)
+    rng = random.Random(17)
+    w.repo("alpha", 30)
+    w.triples("alpha", [{"i": i, "prompt": text(rng, 50 if i % 2 else 150), "answer": text(rng, 10)}
+                        for i in range(10)])
+    assert main(["train-plan", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)["id"]
+    args = ["curate-data", "--plan", str(plan), "--slot", "execute-code", "--cutoff", "2021-06-01"]
+    # The committed recipe's base model is not in this home: nothing measured, and it says so.
+    assert main([*args, "--json"]) == 0
+    [unmeasured] = json.loads(capsys.readouterr().out)
+    assert unmeasured["rows_train"] + unmeasured["rows_valid"] == 10
+    assert "not measured" in unmeasured["params"]["recipe"]["note"]
+    assert unmeasured["params"]["recipe"]["path"].endswith("execute-code.toml")
+    # CRA_HOME's recipe, its base a tokenizer folder that is here: rows over max_length are dropped.
+    _word_tokenizer(home.root / "models" / "words")
+    committed = (Path(__file__).resolve().parents[1] / "adapters" / "execute-code.toml").read_text()
+    own = committed.replace('base = "models/qwen2.5-coder-3b"', 'base = "models/words"').replace(
+        "max_length = 8192", "max_length = 100")
+    (home.root / "adapters").mkdir(exist_ok=True)
+    (home.root / "adapters" / "execute-code.toml").write_text(own)
+    assert main([*args, "--json"]) == 0
+    [measured] = json.loads(capsys.readouterr().out)
+    replayed = measured["counts"]["replay"]["added"]  # from the first dataset: never re-measured away
+    assert measured["rows_train"] + measured["rows_valid"] == 5 + replayed
+    assert {s["step"]: s["removed"] for s in measured["counts"]["funnel"]}["too long"] == 5
+    assert measured["params"]["max_tokens"] == 100 and measured["params"]["tokenizer"].endswith("words")
+    assert "note" not in measured["params"]["recipe"]
+    # A recipe named on the command line, here with a longer maximum, decides instead.
+    longer = tmp_path / "long.toml"
+    longer.write_text(own.replace("max_length = 100", "max_length = 1000"))
+    assert main([*args, "--recipe", str(longer), "--json"]) == 0
+    [named] = json.loads(capsys.readouterr().out)
+    # Every row fits: the same rows as the unmeasured build, so the same dataset (no new version).
+    assert named["rows_train"] + named["rows_valid"] == 10 and named["id"] == unmeasured["id"]
+    # Refusals: two length rules, a recipe for another slot, a recipe whose base is missing.
+    assert main([*args, "--recipe", str(longer), "--tokenizer", str(home.root / "models" / "words"),
+                 "--max-tokens", "5"]) == 2
+    assert "exclude each other" in capsys.readouterr().err
+    scope = tmp_path / "scope.toml"
+    scope.write_text(own.replace('slot = "execute-code"', 'slot = "scope"'))
+    assert main([*args, "--recipe", str(scope)]) == 2
+    assert "for the scope slot, not execute-code" in capsys.readouterr().err
+    missing = tmp_path / "missing.toml"
+    missing.write_text(own.replace('base = "models/words"', 'base = "models/nowhere"'))
+    assert main([*args, "--recipe", str(missing)]) == 2
+    assert "models/nowhere does not exist" in capsys.readouterr().err
+
+
 def test_the_same_rows_are_the_same_dataset(world: World, home: Home) -> None:
     rng = random.Random(8)
     world.triples("alpha", [{"i": i, "prompt": text(rng), "answer": text(rng, 40)} for i in range(12)])

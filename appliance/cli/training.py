@@ -87,14 +87,19 @@ def train_plan(app: App, since: str | None, until: str | None, repo: str | None,
 @click.option("--cutoff", metavar="DATE",
               help="Only commits authored before DATE (default: [training] cutoff in cra.toml).")
 @click.option("--replay", type=float, help="Share of rows replayed from earlier datasets (0.10-0.20; default 0.15).")
+@click.option("--recipe", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Measure token lengths with this recipe's base model tokenizer and max_length, and build "
+                   "its slot only. Default: each slot's recipe (CRA_HOME/adapters/<slot>.toml, else cra's), "
+                   "when its base model folder is here.")
 @click.option("--tokenizer", type=click.Path(exists=True, path_type=Path),
-              help="A local tokenizer folder: drop (and count) rows longer than --max-tokens.")
-@click.option("--max-tokens", type=int, help="The recipe's maximum sequence length, in tokens.")
+              help="Instead of a recipe: a local tokenizer folder; rows longer than --max-tokens are dropped and counted.")
+@click.option("--max-tokens", type=int, help="With --tokenizer: the maximum sequence length, in tokens.")
 @click.option("--force", is_flag=True, help="Build a dataset the self-training guardrail refuses.")
 @click.option("--json", "as_json", is_flag=True, help="Print the datasets as JSON.")
 @pass_app
 def curate_data(app: App, plan_ref: str, slot: str | None, cutoff: str | None, replay: float | None,
-                tokenizer: Path | None, max_tokens: int | None, force: bool, as_json: bool) -> None:
+                recipe: Path | None, tokenizer: Path | None, max_tokens: int | None, force: bool,
+                as_json: bool) -> None:
     """Build the SFT/DPO datasets a training plan asks for: cut at a date, deduplicated, balanced
     across domains, with replay of earlier datasets, stored under var/datasets/ and recorded."""
     from appliance.errors import BadInput
@@ -109,7 +114,7 @@ def curate_data(app: App, plan_ref: str, slot: str | None, cutoff: str | None, r
     assert cutoff_ts is not None
     results = curate_from_plan(app.db, app.home, app.settings.training, plan_ref, slot=slot, cutoff_ts=cutoff_ts,
                                replay_share=replay, tokenizer=str(tokenizer) if tokenizer else None,
-                               max_tokens=max_tokens, force=force)
+                               max_tokens=max_tokens, force=force, recipe=recipe)
     if as_json:
         emit_json([r.to_dict() for r in results])
         return
@@ -120,6 +125,9 @@ def curate_data(app: App, plan_ref: str, slot: str | None, cutoff: str | None, r
                       f"{ds.rows_valid} valid rows -> {ds.path}")
         for note in ds.notes:
             err_console.print(f"[yellow]note:[/] {escape(note)}")
+        length = (ds.params.get("recipe") or {}).get("note")
+        if length:
+            err_console.print(f"[dim]token lengths {escape(length)}[/]")
 
 
 @cli.group()

@@ -76,7 +76,9 @@ def datasets_dir(home: Home) -> Path:
 @dataclass
 class CurateOptions:
     """One curate-data request. ``cutoff_ts``: epoch seconds; ``repos``: the plan's repos
-    (None: all); ``tokenizer``: a local tokenizer folder, with ``max_tokens``."""
+    (None: all); ``tokenizer``: a local tokenizer folder, with ``max_tokens``; ``recipe``:
+    where they came from (``{"path", "sha256"}`` of the slot's recipe) or why lengths were
+    not measured (``{"note"}``), recorded with the dataset."""
 
     slot: str
     kind: str
@@ -87,6 +89,7 @@ class CurateOptions:
     tokenizer: str | None = None
     max_tokens: int | None = None
     force: bool = False
+    recipe: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.slot not in SLOTS:
@@ -555,7 +558,8 @@ class Curator:
                 "valid_share": c.valid_share, "max_self_share": c.max_self_share,
                 "small_model_params_b": c.small_model_params_b, "teacher_models": c.teacher_models,
                 "dpo_min_margin": c.dpo_min_margin, "seed": c.seed, "repos": list(self.opt.repos or []) or None,
-                "tokenizer": self.opt.tokenizer, "max_tokens": self.opt.max_tokens, "forced": self.opt.force}
+                "tokenizer": self.opt.tokenizer, "max_tokens": self.opt.max_tokens, "recipe": self.opt.recipe,
+                "forced": self.opt.force}
 
     def _main_lines(self, chosen: np.ndarray) -> Iterator[tuple[bytes, dict[str, Any]]]:
         """The chosen rows again, in stream order, as JSONL lines built from the stored JSON
@@ -663,15 +667,59 @@ def plan_targets(plan: dict[str, Any], slot: str | None) -> list[tuple[str, str]
     return out
 
 
+def length_rule(home: Home, slot: str, *, recipe: str | Path | None = None,
+                serving: Any = None) -> tuple[str | None, int | None, dict[str, str]]:
+    """The tokenizer folder and maximum length a slot's rows are measured with: its recipe's
+    base model and ``max_length`` (issue 12: "token lengths measured with the recipe's
+    tokenizer"), so curate-data drops what ``cra train`` would drop.
+
+    ``recipe``: a recipe file (its slot must be ``slot``); errors in it raise. Without one,
+    the slot's own recipe (CRA_HOME's, else the committed default) is used when its base
+    folder is here and transformers is installed; otherwise lengths are not measured and
+    the returned note says why. Returns ``(tokenizer, max_tokens, provenance)``.
+    """
+    from appliance.training.recipe import slot_recipe
+
+    chosen = slot_recipe(home, slot, serving=serving, path=recipe)
+    base = chosen.base_path(home)
+    where = {"path": str(chosen.source), "sha256": chosen.sha256}
+    if recipe is None:
+        if not base.is_dir():
+            return None, None, {**where, "note": f"not measured: the recipe's base model {base} is not here"}
+        try:
+            import transformers  # noqa: F401
+        except ImportError:
+            return None, None, {**where, "note": "not measured: transformers is not installed (pip install 'cra[train]')"}
+    elif not base.is_dir():
+        raise BadInput(f"the recipe's base model folder {base} does not exist", path=chosen.source,
+                       hint="put the model there, or fix [model] base in the recipe")
+    return str(base), chosen.training.max_length, where
+
+
 def curate_from_plan(db: Database, home: Home, config: TrainingConfig, plan_ref: str, *, slot: str | None = None,
                      cutoff_ts: int, replay_share: float | None = None, tokenizer: str | None = None,
-                     max_tokens: int | None = None, force: bool = False,
+                     max_tokens: int | None = None, force: bool = False, recipe: str | Path | None = None,
                      domain_of: Callable[[str], str] | None = None) -> list[CurateResult]:
-    """Every dataset a plan asks for (or one slot's), built in the plan's priority order."""
+    """Every dataset a plan asks for (or one slot's), built in the plan's priority order.
+
+    Token lengths: ``tokenizer`` + ``max_tokens`` when given, else each slot's recipe
+    (``length_rule``; ``recipe`` names the file, and then only its slot is built).
+    """
     from appliance.training.logs import LogAnalysisAPI
     from appliance.training.plan import load_plan
 
     check_cutoff(cutoff_ts, config)
+    if recipe is not None and tokenizer is not None:
+        raise BadInput("--recipe and --tokenizer exclude each other",
+                       hint="the recipe names its tokenizer (its base model) and maximum length")
+    if recipe is not None:
+        from appliance.training.recipe import load_recipe
+
+        recipe_slot = load_recipe(recipe).slot
+        if slot is not None and slot != recipe_slot:
+            raise BadInput(f"--recipe is for the {recipe_slot} slot, not {slot}", path=recipe,
+                           hint=f"pass --slot {recipe_slot} or the {slot} recipe")
+        slot = recipe_slot
     row = load_plan(db, plan_ref)
     params = row.plan["params"]
     api = LogAnalysisAPI(db)
@@ -684,9 +732,11 @@ def curate_from_plan(db: Database, home: Home, config: TrainingConfig, plan_ref:
         repos = tuple(n for n in names if domain_of(n) == params["domain"])
     results = []
     for s, kind in plan_targets(row.plan, slot):
+        tok, most, where = (tokenizer, max_tokens, None) if tokenizer is not None else length_rule(home, s, recipe=recipe)
         options = CurateOptions(slot=s, kind=kind, cutoff_ts=cutoff_ts,
                                 replay_share=config.replay_share if replay_share is None else replay_share,
-                                plan_id=row.id, repos=repos, tokenizer=tokenizer, max_tokens=max_tokens, force=force)
+                                plan_id=row.id, repos=repos, tokenizer=tok, max_tokens=most, force=force,
+                                recipe=where)
         results.append(Curator(db, home, config, options, domain_of).run())
     return results
 
