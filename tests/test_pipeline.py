@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from chat_server import ChatServer
 from repo_builder import RepoBuilder
 from test_validation import PYPROJECT
 from wheels import locked_era
@@ -273,54 +274,11 @@ def test_force_runs_finished_runs_again(world: World) -> None:
     assert len(list_calls(world.db, run_id=run.id)) == 2  # the first try's calls were replaced
 
 
-class _DyingServer:
-    """A real OpenAI-compatible server on loopback that answers ``answers`` then goes away."""
-
-    def __init__(self, answers: list[str]):
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.answers = list(answers)
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def _send(self, body: dict) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_GET(self) -> None:
-                self._send({"object": "list", "data": [{"id": "dying"}]})
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                content = outer.answers.pop(0)
-                self._send({"choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": content}}],
-                            "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
-                if not outer.answers:  # the last answer given: the server dies
-                    threading.Thread(target=outer.stop, daemon=True).start()
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @network
 def test_a_server_that_dies_mid_run_stops_the_command_and_loses_nothing(world: World) -> None:
     from appliance.errors import InfraError
 
-    server = _DyingServer([PLAN])  # the plan is answered, then nothing listens any more
+    server = ChatServer(lambda body, n: PLAN, model="dying", stop_after=1)  # then nothing listens
     cfg = LLMConfig(provider="openai_compat", endpoint=server.url, model="dying", max_retries=1,
                     retry_backoff_s=0, timeout_s=10)
     client = LLMClient.from_config(cfg, log=world.db)

@@ -14,13 +14,11 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
+from chat_server import ChatServer
 from test_pipeline import PLAN, RIGHT_EDIT_POLLUTED, TIMEOUT_S, _build_repo, _commit, _python
 from wheels import locked_era
 
@@ -38,49 +36,6 @@ from harness.validation import ValidationOptions, validate_repo
 
 SAMPLES = 4
 MODEL = "shared"
-
-
-class SlowServer:
-    """An OpenAI-compatible loopback server: a plan for schema requests, the right edit for
-    the others, each after ``delay`` seconds, so two clients' runs overlap."""
-
-    def __init__(self, delay: float):
-        self.posts = 0
-        lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def _send(self, body: Any) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def do_GET(self) -> None:
-                self._send({"object": "list", "data": [{"id": MODEL}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-                with lock:
-                    server.posts += 1
-                time.sleep(delay)
-                content = PLAN if "response_format" in body else RIGHT_EDIT_POLLUTED
-                self._send({"choices": [{"index": 0, "finish_reason": "stop",
-                                         "message": {"role": "assistant", "content": content}}],
-                            "usage": {"prompt_tokens": 1, "completion_tokens": 1}})
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture
@@ -109,7 +64,9 @@ def _cra(home: Home, url: str) -> subprocess.Popen[str]:
 @pytest.mark.network
 @pytest.mark.slow
 def test_two_run_processes_share_the_runs_and_ask_the_model_once_per_run(home: Home) -> None:
-    server = SlowServer(delay=1.0)
+    # A plan for schema requests, the right edit for the others, slowly: the processes overlap.
+    server = ChatServer(lambda body, n: PLAN if "response_format" in body else RIGHT_EDIT_POLLUTED,
+                        model=MODEL, delay=1.0)
     try:
         a = _cra(home, server.url)
         time.sleep(0.3)  # b starts while a is inside its first run
