@@ -641,7 +641,9 @@ def test_ctrl_c_in_the_harness_leaves_nothing_behind(level: str, worktree: Path)
     token = uuid.uuid4().hex
     harness, _ = _start_harness(worktree, level, token)
     harness.send_signal(signal.SIGINT)
-    assert harness.wait(timeout=10) != 0  # KeyboardInterrupt went through the finally blocks
+    # Not a speed check (a loaded box took over 10 s): a harness that ignored Ctrl-C would run
+    # to its 60 s limit and exit 0; one that honoured it exits non-zero through the finally blocks.
+    assert harness.wait(timeout=180) != 0
     assert alive_with(token) == []
 
 
@@ -652,8 +654,8 @@ def test_a_harness_killed_outright_takes_its_sandbox_along(level: str, worktree:
     token = uuid.uuid4().hex
     harness, _ = _start_harness(worktree, level, token)
     harness.kill()
-    harness.wait(timeout=10)
-    assert _gone_within(token, 3) == []
+    harness.wait(timeout=60)
+    assert _gone_within(token, 30) == []  # returns as soon as none is left
 
 
 def test_scratch_left_by_a_dead_harness_is_cleared(tmp_path: Path) -> None:
