@@ -123,6 +123,18 @@ def test_a_possible_loss_keeps_the_baseline() -> None:
     assert decision == EvalDecision.KEEP and "no better on average" in reasons[0]
 
 
+def test_a_gain_whose_interval_reaches_zero_keeps_the_baseline() -> None:
+    # 2 of 10 tasks better, none worse: 10.7% of resamples hold neither, so the 95% interval
+    # is [+0.000, +0.500]. The report calls it unclear; the gate must not promote it (the
+    # demo once did, with max_loss = 0 read as "a lower end of 0 excludes a loss").
+    results = _results("scope_recall", [1.0] * 2 + [0.0] * 8, [0.0] * 10)
+    decision, reasons = _decide(results)
+    assert decision == EvalDecision.KEEP
+    assert "[+0.000, +0.500]" in reasons[0] and "reaches no gain" in reasons[0]
+    # The same with a tolerated loss of 0.1: now the interval is on the right side of it.
+    assert _decide(results, max_loss=0.1)[0] == EvalDecision.PROMOTE
+
+
 def test_nothing_measurable_keeps_and_a_lower_is_better_metric_reads_the_other_way() -> None:
     same = _results("scope_recall", [0.5] * 6, [0.5] * 6)
     assert _decide(same)[0] == EvalDecision.KEEP

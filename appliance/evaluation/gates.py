@@ -7,9 +7,11 @@ per repo and per domain.
 
 The gates, from ``[evaluation]`` (seed 004 §6, seed 002's "strict gates, frozen set"):
 
-* a **candidate** is promoted only when the primary metric's interval lies on the
-  not-worse side of ``-max_loss`` (its lower end above ``-max_loss`` when higher is
-  better): the interval excludes a loss; when it did better on average (a candidate that
+* a **candidate** is promoted only when the primary metric's interval lies strictly on
+  the not-worse side of ``-max_loss`` (its lower end above ``-max_loss`` when higher is
+  better): the interval excludes a loss. With the default ``max_loss = 0`` an interval
+  that reaches zero ([+0.000, +0.136]) does not: "no gain" is still inside it, and the
+  report calls such a result unclear, so the gate keeps; when it did better on average (a candidate that
   changed nothing measurable is kept: promoting it would only churn the registry); and
   when no metric on the frozen set drops by more than ``frozen_tolerance``;
 * the **active version**, checked against the version before it, is rolled back when the
@@ -130,6 +132,9 @@ def _primary_check(summary: dict[str, Any], metric: Metric, config: EvaluationCo
     larger = f" larger than {config.max_loss:g}" if config.max_loss else ""
     if worst > config.max_loss:
         return Check("primary", False, f"{span}: a loss{larger} is inside the interval")
+    if worst == config.max_loss:
+        edge = f"a loss of {config.max_loss:g}" if config.max_loss else "no gain"
+        return Check("primary", False, f"{span}: the interval reaches {edge}, so it does not exclude a loss")
     if metric.loss(d.diff) >= 0:
         return Check("primary", False, f"{span}: the interval excludes a loss{larger}, but the candidate did "
                                        "no better on average")
