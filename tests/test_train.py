@@ -330,3 +330,27 @@ def test_cra_train_on_what_cra_curate_data_built_from_a_real_commit(home: Home, 
     assert version.dataset_id == dataset["id"] and version.dataset_hash
     meta = json.loads((home.root / version.path / "metadata.json").read_text())
     assert meta["dataset_content_hash"] == dataset["content_hash"]
+
+
+def test_ctrl_c_during_a_cycles_training_names_the_cycle_to_rerun(home: Home, db: Database) -> None:
+    """The cycle resumes the checkpoint itself: its message names ``cra cycle``, not ``cra train``."""
+    from appliance.config import load_settings
+    from appliance.errors import Interrupted
+    from appliance.evaluation import cycle
+
+    model = tiny_model()
+    _setup(home)
+    tiny_recipe(home, model, steps=12, save_steps=2)
+    dataset = write_dataset(db, home, slot="plan", kind="sft", train=plan_sft_rows(24))
+    sent = []
+
+    def tick(what: str, done: int, total: int) -> None:
+        if done >= 1 and not sent:  # a real Ctrl-C, once training has begun
+            sent.append(done)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted) as stopped:
+        cycle.train(home, db, load_settings(home), "plan", dataset, tick=tick)
+    assert sent and "training stopped at step" in stopped.value.message
+    assert stopped.value.hint == "continue with: cra cycle --slot plan (the same command)"
+    assert registry.versions(db, "plan") == []  # nothing registered from a stopped run

@@ -31,7 +31,7 @@ from appliance.config import Home, Settings
 from appliance.db import evaluation as sql
 from appliance.db.core import Database
 from appliance.db.evaluation import CycleRow
-from appliance.errors import BadInput
+from appliance.errors import BadInput, Interrupted
 from appliance.evaluation import evaluate
 from appliance.evaluation.holdout import day
 from appliance.llm import LLMClient
@@ -191,11 +191,14 @@ def train(home: Home, db: Database, settings: Settings, slot: str, dataset_id: i
         tick(f"train {slot}", int(getattr(p, "step", 0)), int(getattr(p, "total", 0)))
 
     try:
-        result = train_adapter(home, db, slot, dataset_id, settings=settings, resume=True, progress=progress)
-    except BadInput as exc:
-        if "nothing to resume" not in str(exc):
-            raise
-        result = train_adapter(home, db, slot, dataset_id, settings=settings, progress=progress)
+        try:
+            result = train_adapter(home, db, slot, dataset_id, settings=settings, resume=True, progress=progress)
+        except BadInput as exc:
+            if "nothing to resume" not in str(exc):
+                raise
+            result = train_adapter(home, db, slot, dataset_id, settings=settings, progress=progress)
+    except Interrupted as exc:  # the cycle resumes the checkpoint itself: name the cycle, not cra train
+        raise Interrupted(exc.message, hint=f"continue with: cra cycle --slot {slot} (the same command)") from exc
     return result.version.version
 
 
