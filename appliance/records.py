@@ -75,7 +75,9 @@ class EraRecord:
     """One dependency era: a distinct set of declared requirements and its lock.
 
     ``key`` is the sha256 of the normalised requirement set, so two commits that declare
-    the same requirements share an era whatever their file layout.
+    the same requirements share an era whatever their file layout. ``locked_as_of`` and
+    ``python`` say which packages, for which interpreter, the lock holds
+    (``appliance.packaging.corpus`` chooses them).
     """
 
     key: str
@@ -87,6 +89,12 @@ class EraRecord:
     lock_sha256: str | None = None
     status: str = "pending"  # pending | locked | unresolvable
     error: str | None = None
+    project: str | None = None  # the project's own distribution (canonical): never locked
+    requires_python: str | None = None  # as declared at the era's first commit
+    python: str | None = None  # X.Y of its lock and environment; None: the repo's
+    locked_as_of: str | None = None  # ISO 8601 UTC: packages as uploaded by then; None: newest
+    lock_tool: str | None = None  # "uv pip compile" or "pip-compile"
+    notes: list[str] = field(default_factory=list)  # fallbacks taken while locking, and why
 
 
 @dataclass

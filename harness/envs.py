@@ -29,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -261,16 +262,19 @@ def _build(
         with log.open("a", encoding="utf-8") as fh:
             fh.write(f"[cra] WARNING: {lock_path} has no --hash lines; installing unchecked\n")
     python = env_python(env)
+    # --no-deps: a lock is a resolver's whole answer, installed as it is. It leaves out
+    # the project itself (the checkout is installed editable on top), which a test tool
+    # may depend on: resolving dependencies again would go looking for it.
     if uv:
         argv = [
             uv, "pip", "install", "--offline", "--no-index", "--find-links", wheelhouse,
-            "--python", python, "--no-build", "--compile-bytecode",
+            "--python", python, "--no-build", "--no-deps", "--compile-bytecode",
             *(["--require-hashes"] if hashes else []), "-r", lock_path,
         ]
     else:
         argv = [
             python, "-m", "pip", "install", "--no-index", "--find-links", wheelhouse,
-            "--only-binary", ":all:", "--no-cache-dir",
+            "--only-binary", ":all:", "--no-deps", "--no-cache-dir",
             *(["--require-hashes"] if hashes else []), "-r", lock_path,
         ]
     _run_logged(argv, log, env=ienv, what=f"installing {lock_path.name} from {wheelhouse}")
@@ -327,3 +331,111 @@ def _env_version(env: Path) -> str:
             return f"{parts[0]}.{parts[1]}"
     return current_python()
 
+
+
+# ----------------------------------------------------------------------------- whose code runs
+
+# Runs in the environment under test; ``find_spec`` locates a top-level package without
+# executing it, and its ``origin`` is what the module's ``__file__`` would be.
+_IMPORT_PROBE = """\
+import importlib.util, json, sys
+out = {}
+for name in sys.argv[1:]:
+    try:
+        spec = importlib.util.find_spec(name)
+    except Exception as exc:
+        out[name] = {"error": type(exc).__name__ + ": " + str(exc)}
+        continue
+    if spec is not None:
+        out[name] = {"origin": spec.origin, "locations": list(spec.submodule_search_locations or [])}
+print("CRA-IMPORTS " + json.dumps(out))
+"""
+_NOT_PACKAGES = frozenset({"tests", "test", "testing", "docs", "doc", "build", "dist",
+                           "benchmarks", "benchmark", "bench", "examples", "example", "scripts",
+                           "tools", "ci", "changelog.d", "conftest", "setup", "noxfile", "tasks",
+                           "fabfile", "toxfile", "dodo", "bootstrap"})
+
+
+def project_import_names(worktree: Path) -> list[str]:
+    """The top-level import names a checkout provides: packages (and modules) at its root
+    and under ``src/``, less test, docs and tool folders."""
+    names: set[str] = set()
+    for base in (worktree, worktree / "src"):
+        try:
+            entries = list(os.scandir(base))
+        except OSError:
+            continue
+        for entry in entries:
+            stem = entry.name.removesuffix(".py")
+            if not stem.isidentifier() or stem in _NOT_PACKAGES or stem.startswith("_"):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                # under src/ a folder without __init__.py is a namespace package
+                if base != worktree or os.path.exists(os.path.join(entry.path, "__init__.py")):
+                    names.add(stem)
+            elif entry.name.endswith(".py") and entry.is_file(follow_symlinks=False):
+                names.add(stem)
+    return sorted(names)
+
+
+@dataclass
+class ForeignImport:
+    """A project import name that resolves outside the checkout: another copy would be tested."""
+
+    name: str
+    found: str  # the file (or folders) it resolves to
+
+    def __str__(self) -> str:
+        return f"{self.name} resolves to {self.found}"
+
+
+def foreign_imports(
+    python: Path, worktree: Path, *, env: dict[str, str], readonly: Sequence[Path] = (),
+    level: str | None = None, scratch: Path | None = None,
+) -> list[ForeignImport]:
+    """The project's import names that ``python``, started in ``worktree`` as pytest is,
+    finds outside the checkout (a released copy of the project in the environment, ahead
+    of the editable install). Empty when the checkout is what the tests will import.
+
+    Runs in the sandbox like the tests themselves. A name found nowhere is not reported
+    (pytest will say so itself); a namespace package passes when one of its folders lies
+    in the checkout. Raises ``EnvError`` when the interpreter does not even start.
+    """
+    from harness.sandbox import Limits, run_sandboxed
+
+    names = project_import_names(worktree)
+    if not names:
+        return []
+    result = run_sandboxed(
+        [str(python), "-c", _IMPORT_PROBE, *names], cwd=worktree, writable=[],
+        readonly=[*readonly, worktree],
+        env=env, limits=Limits(timeout_s=120), scratch=scratch, level=level,
+    )
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("CRA-IMPORTS ")), None)
+    if result.returncode != 0 or line is None:
+        raise EnvError(f"{python} cannot look up the project's packages: "
+                       f"{(result.stderr.strip().splitlines() or ['exit ' + str(result.returncode)])[-1]}")
+    found = json.loads(line.removeprefix("CRA-IMPORTS "))
+    root = worktree.resolve()
+
+    def inside(path: str | None) -> bool:
+        if not path:
+            return False
+        try:
+            Path(path).resolve().relative_to(root)
+        except (ValueError, OSError):
+            return False
+        return True
+
+    out = []
+    for name in names:
+        spec = found.get(name)
+        if not isinstance(spec, dict) or "error" in spec:
+            continue
+        origin, locations = spec.get("origin"), spec.get("locations") or []
+        if origin and origin != "namespace" and Path(origin).is_absolute():
+            if not inside(origin):
+                out.append(ForeignImport(name, origin))
+        elif locations and not any(inside(loc) for loc in locations):
+            out.append(ForeignImport(name, ", ".join(locations)))
+    return out

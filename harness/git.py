@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from appliance.errors import GitError
@@ -100,3 +100,27 @@ def default_branch(repo: Path | str) -> str:
     """The branch HEAD points at (a clone's default branch)."""
     out = git(repo, "symbolic-ref", "--short", "-q", "HEAD", check=False).strip()
     return out or "HEAD"
+
+
+def cat_files(repo_dir: Path, names: Iterable[str]) -> dict[str, tuple[str, bytes]]:
+    """``{"<rev>:<path>": (blob id, content)}`` from one ``git cat-file --batch``.
+
+    A name that does not exist (the file is new, or deleted) is simply absent.
+    """
+    wanted = [n for n in dict.fromkeys(names) if "\n" not in n]
+    if not wanted:
+        return {}
+    out = git_bytes(repo_dir, "cat-file", "--batch", input="\n".join(wanted).encode() + b"\n")
+    found: dict[str, tuple[str, bytes]] = {}
+    pos = 0
+    for name in wanted:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        pos = end + 1
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            found[name] = (header[0].decode(), out[pos : pos + size])
+            pos += size + 1
+        elif len(header) == 3:  # a tree or a submodule commit: skip its body
+            pos += int(header[2]) + 1
+    return found

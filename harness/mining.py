@@ -19,7 +19,7 @@ import itertools
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,8 +27,10 @@ from appliance.config import MiningConfig
 from appliance.db.corpus import STAGES
 from appliance.errors import GitError, NotFound
 from appliance.records import CommitRecord, FileChange
-from harness import filters
-from harness.git import git, git_bytes
+from harness import filters, pyparse
+from harness.git import cat_files, git, git_bytes
+from harness.pytest_config import CONFIG_FILES, PytestSettings, settings_from_blobs
+from harness.pytest_config import DEFAULT as DEFAULT_SETTINGS
 
 Progress = Callable[[int, int], None]
 MESSAGE, SIZE, TESTS, PARSE = STAGES  # the names the DB and the funnel use
@@ -133,8 +135,17 @@ def parse_log(out: bytes) -> list[LoggedCommit]:
     return commits
 
 
-def judge_stage1(raw: LoggedCommit, config: MiningConfig) -> CommitRecord:
-    """A record for one commit with the verdict of the cheap stages (message, size, tests)."""
+def judge_stage1(
+    raw: LoggedCommit, config: MiningConfig, settings: PytestSettings = DEFAULT_SETTINGS
+) -> CommitRecord:
+    """A record for one commit with the verdict of the cheap stages (message, size, tests).
+
+    ``settings`` are the project's pytest settings at the commit: what it collects as a
+    test module is test-side, and counts for the tests stage.
+    """
+    if settings != DEFAULT_SETTINGS:
+        for f in raw.files:
+            f.kind = filters.classify_path(f.path, settings)
     is_merge = len(raw.parents) > 1
     title, message = filters.split_message(raw.raw_message, is_merge=is_merge)
     record = CommitRecord(
@@ -155,7 +166,7 @@ def judge_stage1(raw: LoggedCommit, config: MiningConfig) -> CommitRecord:
         is_merge=is_merge,
     )
     record.scores["message"] = filters.message_score(msg)
-    change = filters.Change(files=raw.files, is_root=not raw.parents)
+    change = filters.Change(files=raw.files, is_root=not raw.parents, settings=settings)
     stage, reason = MESSAGE, filters.first_rejection(filters.MESSAGE_RULES, msg, config)
     if not reason:
         stage, reason = SIZE, filters.first_rejection(filters.SIZE_RULES, change, config)
@@ -166,13 +177,43 @@ def judge_stage1(raw: LoggedCommit, config: MiningConfig) -> CommitRecord:
     return record
 
 
+def pytest_settings(repo_dir: Path, raws: Sequence[LoggedCommit]) -> dict[str, PytestSettings]:
+    """The pytest settings at each of ``raws`` (oldest first), from one ``git cat-file``.
+
+    Settings are read where they can have changed: at a commit whose numstat names a root
+    config file, at the first commit, and at any commit that does not follow the one
+    before it (a segment's start, a maintenance branch's commit). Every other commit has
+    its parent's, which is the previous one's.
+    """
+    key_of: dict[str, str] = {}
+    prev: str | None = None
+    key = ""
+    for raw in raws:
+        changes_config = any(
+            p in CONFIG_FILES for f in raw.files for p in (f.path, f.old_path) if p
+        )
+        if prev is None or not raw.parents or raw.parents[0] != prev or changes_config:
+            key = raw.sha
+        key_of[raw.sha] = key
+        prev = raw.sha
+    keys = sorted(set(key_of.values()))
+    blobs = cat_files(repo_dir, [f"{k}:{name}" for k in keys for name in CONFIG_FILES])
+    read = {
+        k: settings_from_blobs(
+            {name: blobs[f"{k}:{name}"][1] for name in CONFIG_FILES if f"{k}:{name}" in blobs}
+        )
+        for k in keys
+    }
+    return {sha: read[k] for sha, k in key_of.items()}
+
+
 # ---------------------------------------------------------------------------- stage 2
 #
 # Stage 2 works on the survivors in batches, with few git processes per batch: one
 # ``git cat-file --batch`` for the old and new version of every changed Python file, one
 # ``git diff-tree --stdin -U0`` for the lines each survivor changed, and one per big file
 # to catch up with versions that rejected commits made. Each version is parsed with
-# ``filters.reparse`` from the last version of the same path this run parsed, so the big
+# ``pyparse.reparse`` from the last version of the same path this run parsed, so the big
 # modules that change in commit after commit are not parsed in full every time.
 #
 # The design first named PyDriller for this stage. Opening a commit with it costs about
@@ -204,7 +245,7 @@ class _Ref:
 
     oid: str
     commit: str
-    pyfile: filters.PyFile | None = None
+    pyfile: pyparse.PyFile | None = None
 
 
 def _jobs(record: CommitRecord) -> list[_Job]:
@@ -222,30 +263,6 @@ def _jobs(record: CommitRecord) -> list[_Job]:
             )
         )
     return jobs
-
-
-def read_blobs(repo_dir: Path, names: Iterable[str]) -> dict[str, tuple[str, bytes]]:
-    """``{"<rev>:<path>": (blob id, content)}`` from one ``git cat-file --batch``.
-
-    A name that does not exist (the file is new, or deleted) is simply absent.
-    """
-    wanted = [n for n in dict.fromkeys(names) if "\n" not in n]
-    if not wanted:
-        return {}
-    out = git_bytes(repo_dir, "cat-file", "--batch", input="\n".join(wanted).encode() + b"\n")
-    found: dict[str, tuple[str, bytes]] = {}
-    pos = 0
-    for name in wanted:
-        end = out.index(b"\n", pos)
-        header = out[pos:end].split()
-        pos = end + 1
-        if len(header) == 3 and header[1] == b"blob":
-            size = int(header[2])
-            found[name] = (header[0].decode(), out[pos : pos + size])
-            pos += size + 1
-        elif len(header) == 3:  # a tree or a submodule commit: skip its body
-            pos += int(header[2]) + 1
-    return found
 
 
 def _unquote(raw: bytes) -> str:
@@ -283,7 +300,7 @@ class Diff:
     """One ``git diff-tree`` answer: changed line ranges per path, and the symlinks (whose
     "content" is a target path, not Python)."""
 
-    blocks: dict[str, list[filters.Block]] = field(default_factory=dict)
+    blocks: dict[str, list[pyparse.Block]] = field(default_factory=dict)
     links: set[str] = field(default_factory=set)
 
 
@@ -353,7 +370,7 @@ def read_hunks(
     return dict(zip(pairs, sections))
 
 
-def _lines(blocks: list[filters.Block], side: int) -> list[int]:
+def _lines(blocks: list[pyparse.Block], side: int) -> list[int]:
     """1-based old (side 0) or new (side 2) line numbers inside ``blocks``."""
     return [n + 1 for b in blocks for n in range(b[side], b[side + 1])]
 
@@ -370,7 +387,7 @@ class _Stage2:
             batch = records[start : start + BATCH]
             jobs = {r.sha: _jobs(r) for r in batch}
             names = (n for js in jobs.values() for j in js for n in (j.before, j.after) if n)
-            blobs = read_blobs(self.repo_dir, names)
+            blobs = cat_files(self.repo_dir, names)
             own, catch_up = self._plan(batch, jobs, blobs)
             hunks = read_hunks(self.repo_dir, own)
             # Catching up a path spans many commits; diffing only that path keeps it small.
@@ -438,9 +455,9 @@ class _Stage2:
                 if before is not None and before_blob and before_blob[0] == after_blob[0]:
                     after = before  # renamed or mode change only
                 elif before is not None and blocks:
-                    after = filters.reparse(before, after_blob[1], blocks, job.path)
+                    after = pyparse.reparse(before, after_blob[1], blocks, job.path)
                 else:
-                    after = filters.parse_file(after_blob[1], job.path)
+                    after = pyparse.parse_file(after_blob[1], job.path)
                 self.refs[job.path] = _Ref(after_blob[0], record.sha, after)
                 if after.error and reason is None:
                     reason = f"{job.path} does not parse after the commit: {after.error}"
@@ -459,7 +476,7 @@ class _Stage2:
         job: _Job,
         blob: tuple[str, bytes],
         hunks: dict[tuple[str, str], Diff],
-    ) -> filters.PyFile:
+    ) -> pyparse.PyFile:
         ref = self.refs.get(job.old_path)
         if ref is not None and ref.pyfile is not None:
             if ref.oid == blob[0]:
@@ -467,8 +484,8 @@ class _Stage2:
             diff = hunks.get((record.parent or "", ref.commit))
             blocks = diff.blocks.get(job.old_path) if diff else None
             if blocks:
-                return filters.reparse(ref.pyfile, blob[1], blocks, job.old_path)
-        return filters.parse_file(blob[1], job.old_path)
+                return pyparse.reparse(ref.pyfile, blob[1], blocks, job.old_path)
+        return pyparse.parse_file(blob[1], job.old_path)
 
 
 def _check_rev(repo_dir: Path, rev: str) -> None:
@@ -487,9 +504,16 @@ def mine_repo(
     config: MiningConfig,
     *,
     rev: str = "HEAD",
+    branches: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> list[CommitRecord]:
-    """Every commit on the first-parent walk of ``rev``, oldest first, each with a verdict.
+    """Every commit on the first-parent walk of ``rev``, oldest first, each with a verdict;
+    then the commits of each of ``branches`` (maintenance branches such as ``2.x-line``)
+    that the walks before it did not reach, each walked by first parent too.
+
+    A fix that lands on a maintenance branch reaches the default branch only inside a
+    merge, whose first-parent diff is the whole branch: walking the branch itself makes
+    the fix its own unit of work. Every commit is judged once.
 
     ``progress(done, total)`` counts commits. In one process the ones stage 1 rejects are
     done at once and the survivors one by one; across processes a segment's commits are
@@ -497,6 +521,27 @@ def mine_repo(
     """
     repo_dir = Path(repo_dir)
     _check_rev(repo_dir, rev)
+    for branch in branches:
+        _check_rev(repo_dir, branch)
+    records = _mine_walk(repo_dir, config, rev, progress)
+    seen = {r.sha for r in records}
+    for branch in branches:
+        chain = git(repo_dir, "rev-list", "--first-parent", branch).split()
+        own = [sha for sha in chain if sha not in seen]  # newest first
+        if not own:
+            continue
+        raws = parse_log(git_bytes(repo_dir, *log_args("--no-walk=unsorted", "--stdin"),
+                                   input="".join(f"{sha}\n" for sha in own).encode()))
+        raws.reverse()
+        part = _judge(repo_dir, config, raws, None)
+        seen.update(r.sha for r in part)
+        records += part
+    return records
+
+
+def _mine_walk(
+    repo_dir: Path, config: MiningConfig, rev: str, progress: Progress | None,
+) -> list[CommitRecord]:
     cores = _cores()
     if cores > 1:
         # Both stages are split by segments of the first-parent walk, one process each:
@@ -516,7 +561,15 @@ def _mine_segment(
     """Both stages over the commits ``git log revs`` walks, oldest first."""
     raws = parse_log(git_bytes(repo_dir, *log_args(*revs)))
     raws.reverse()  # git prints newest first; a corpus is read in the order it landed
-    records = [judge_stage1(raw, config) for raw in raws]
+    return _judge(repo_dir, config, raws, progress)
+
+
+def _judge(
+    repo_dir: Path, config: MiningConfig, raws: list[LoggedCommit], progress: Progress | None,
+) -> list[CommitRecord]:
+    """Both stages over ``raws`` (oldest first)."""
+    settings = pytest_settings(repo_dir, raws)
+    records = [judge_stage1(raw, config, settings[raw.sha]) for raw in raws]
     survivors = [r for r in records if r.status == "kept"]
     total = len(records)
     done = total - len(survivors)

@@ -44,6 +44,7 @@ from appliance.records import FileChange
 from harness.filters import classify_path
 from harness.git import git
 from harness.oracle_plugin import FD_ENV, PLUGIN, PLUGIN_DIR
+from harness.pytest_config import oracle_options
 
 OUTCOMES = ("passed", "failed", "error", "skipped")
 FAILING = frozenset({"failed", "error"})
@@ -623,6 +624,8 @@ def pytest_argv(python: Path, worktree: Path, files: Sequence[str], run_dir: Pat
         ini.parent.mkdir(parents=True, exist_ok=True)
         ini.write_text("[pytest]\n", encoding="utf-8")
         argv += ["-c", str(ini)]
+    else:  # the project's addopts, less what would cut or reshape this run
+        argv += oracle_options(worktree, files).args
     return [*argv, *files]
 
 

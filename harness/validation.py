@@ -31,6 +31,7 @@ Test supplementation (``supplement``): for a commit that ends ``no_fail_to_pass`
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import os
 import queue
@@ -38,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Protocol
@@ -59,13 +60,15 @@ from appliance.db.tasks import STATUSES, TaskRecord, pending_commits, save_task
 from appliance.errors import BadInput, CraError
 from appliance.records import CommitRecord, EraRecord
 from appliance.status import LeaseKind
-from harness.envs import EnvError, EnvSpec, ensure_env
+from harness.envs import EnvError, EnvSpec, ensure_env, foreign_imports
+from harness.filters import classify_path
+from harness.git import git
+from harness.pytest_config import PytestSettings, oracle_options, settings_at
 from harness.sandbox import Limits, require_full_isolation
 from harness.testrun import (
     FAILING,
     CommitSplit,
     TestRun,
-    is_runnable_test,
     is_test_file,
     run_env,
     run_pytest,
@@ -118,16 +121,22 @@ class _Session:
 
     def __init__(
         self, home: Home, repo: str, commit: CommitRecord, split: CommitSplit, *, slot: int,
-        options: ValidationOptions, log: Path,
+        options: ValidationOptions, log: Path, settings: PytestSettings,
     ):
         self.home, self.repo, self.commit, self.split = home, repo, commit, split
         self.slot, self.options, self.log = slot, options, log
+        self.settings = settings
+        self.imports_checked = False
         self.durations: dict[str, float] = {}
         self.wt: Worktree | None = None
         self.base_python: Path | None = None
         self.python: Path | None = None
         self.env_key: str | None = None
         self.isolation: str | None = None
+
+    def is_test_side(self, path: str) -> bool:
+        """Test-side files, by cra's rule and by the project's own pytest settings."""
+        return is_test_file(path) or self.settings.is_test_module(path)
 
     def note(self, text: str) -> None:
         with self.log.open("a", encoding="utf-8") as fh:
@@ -143,7 +152,7 @@ class _Session:
             raise _Failure("env_error", f"era {era.key[:12]} has no lock ({era.status}: {era.error or 'not locked'})")
         wheelhouse = self.home.wheelhouse(self.repo)
         lock = wheelhouse / era.lock_path
-        spec = EnvSpec(self.repo, era.lock_sha256, python, _platform())
+        spec = EnvSpec(self.repo, era.lock_sha256, era.python or python, _platform())
         self.env_key = spec.key
         started = time.monotonic()
         try:
@@ -197,7 +206,7 @@ class _Session:
             except PatchError as exc:
                 self.timed("prepare", started)
                 raise _Failure("patch_error", f"the {name} does not apply at the parent: {exc.message}") from exc
-        restored = restore_test_files(self.wt, self.commit.sha, is_test_file, extra=extra)
+        restored = restore_test_files(self.wt, self.commit.sha, self.is_test_side, extra=extra)
         if restored:
             self.note(f"[prepare] restored from the commit: {', '.join(restored[:20])}")
         self.timed("prepare", started)
@@ -221,22 +230,56 @@ class _Session:
             raise _Failure(status, f"the editable install fails {where} (see the log)") from exc
         finally:
             self.timed("install", started)
+        if not self.imports_checked:
+            self.check_imports()
+
+    def check_imports(self) -> None:
+        """Before the oracle runs: the project's packages must come from the checkout.
+
+        An environment holding a released copy of the project ahead of the editable
+        install would test that copy, and every gold patch would change nothing the tests
+        see (a package made by an older cra, whose locks pinned the project itself).
+        """
+        assert self.wt is not None and self.python is not None and self.base_python is not None
+        started = time.monotonic()
+        try:
+            foreign = foreign_imports(
+                self.python, self.wt.path, env=run_env(self.python, [self.base_python.parent]),
+                readonly=self._readonly(), level=self.options.level,
+                scratch=self.home.tmp / "sandbox",
+            )
+        except EnvError as exc:
+            raise _Failure("env_error", str(exc)) from exc
+        finally:
+            self.timed("imports", started)
+        self.imports_checked = True
+        if foreign:
+            raise _Failure(
+                "env_error",
+                f"the tests would import another copy of the project, not the checkout "
+                f"{self.wt.path}: {'; '.join(str(f) for f in foreign)} (a released copy in the "
+                "environment; repackage the repo with this cra, whose locks leave the project out)",
+            )
+
+    def _readonly(self) -> list[Path]:
+        assert self.wt is not None and self.python is not None and self.base_python is not None
+        return [self.python.parent.parent, self.base_python.parent.parent, self.wt.git_dir, self.wt.git_store]
 
     def run(self, label: str, files: list[str]) -> TestRun:
         assert self.wt is not None and self.python is not None and self.base_python is not None
         run_dir = self.home.tmp / "runs" / f"{self.repo}-{self.slot}" / label
-        overlay = self.python.parent.parent
-        base_env = self.base_python.parent.parent
         started = time.monotonic()
         result = run_pytest(
             self.python, self.wt.path, files, run_dir=run_dir,
             env=run_env(self.python, [self.base_python.parent]), limits=self.options.limits,
-            readonly=[overlay, base_env, self.wt.git_dir, self.wt.git_store],
-            level=self.options.level,
+            readonly=self._readonly(), level=self.options.level,
         )
         self.timed(label, started)
         self.durations["pytest"] = round(self.durations.get("pytest", 0.0) + result.duration_s, 4)
         self.isolation = result.isolation
+        neutral = oracle_options(self.wt.path, files)
+        if neutral.dropped:
+            self.note(f"[{label}] left out of {neutral.source}'s addopts: {' '.join(neutral.dropped)}")
         self.note(
             f"[{label}] exit {result.returncode} in {result.duration_s:.2f}s from {result.source}"
             f"{' UNTRUSTED' if not result.trusted else ''}"
@@ -245,6 +288,27 @@ class _Session:
             + "  --- output tail ---\n" + result.output_tail[-2500:] + "\n"
         )
         return result
+
+
+def commit_split(repo_dir: Path, commit: CommitRecord) -> tuple[CommitSplit, PytestSettings]:
+    """The commit as a task sees it, by the project's own pytest settings at the commit.
+
+    A file the project collects as a test module (``python_files`` within ``testpaths``)
+    is test-side even where cra's naming rule would not say so, and the files run are the
+    test modules the commit touches that pytest, with those settings, collects.
+    """
+    assert commit.parent is not None
+    settings = settings_at(repo_dir, commit.sha)
+    files = [replace(f, kind=classify_path(f.path, settings)) for f in commit.files]
+    split = split_commit(repo_dir, commit.parent, commit.sha, files)
+    wanted = [p for p in split.test_changed if settings.is_test_module(p)]
+    present: set[str] = set()
+    if wanted:
+        listed = git(repo_dir, "ls-tree", "-r", "-z", "--name-only", commit.sha, "--",
+                     *(f":(literal){p}" for p in wanted))
+        present = {p for p in listed.split("\0") if p}
+    split.run_files = sorted(p for p in wanted if p in present)
+    return split, settings
 
 
 def _platform() -> str:
@@ -355,7 +419,7 @@ def validate_commit(
         if commit.parent is None:
             raise _Failure("patch_error", "a root commit has no parent to test against")
         try:
-            split = split_commit(home.repo_dir(repo), commit.parent, commit.sha, commit.files)
+            split, settings = commit_split(home.repo_dir(repo), commit)
         except CraError as exc:
             raise _Failure("env_error", f"cannot read the commit from the repo: {exc}") from exc
         task.test_patch = split.test_patch
@@ -363,7 +427,8 @@ def validate_commit(
         task.test_files = split.run_files
         if not split.run_files:
             raise _Failure("no_fail_to_pass", "the commit changes no runnable test file")
-        session = _Session(home, repo, commit, split, slot=slot, options=options, log=log)
+        session = _Session(home, repo, commit, split, slot=slot, options=options, log=log,
+                           settings=settings)
         session.setup_env(era, python or options.python or _current_python())
         task.env_key = session.env_key
 
@@ -446,16 +511,38 @@ class TestGenerator(Protocol):
     def generate(self, context: TaskContext) -> list[GeneratedTest]: ...
 
 
-def _usable(test: GeneratedTest, wt: Worktree, sha: str) -> str | None:
+def _usable(test: GeneratedTest, wt: Worktree, sha: str, settings: PytestSettings) -> str | None:
     """Why a generated test cannot be used, or None."""
     p = PurePosixPath(test.path)
     if p.is_absolute() or ".." in p.parts or not p.parts:
         return "path must be relative, inside the repo"
-    if not is_runnable_test(test.path):
-        return "not a test module path (tests/test_*.py)"
+    if not settings.is_test_module(test.path):
+        return f"not a test module path here (python_files: {' '.join(settings.python_files)})"
     if wt.git("ls-tree", "--name-only", sha, "--", f":(literal){test.path}").strip():
         return "would overwrite an existing file"
+    if not _collects_a_test(test.source, settings):
+        return (f"holds no test this project's pytest collects (python_functions: "
+                f"{' '.join(settings.python_functions)})")
     return None
+
+
+def _collects_a_test(source: str, settings: PytestSettings) -> bool:
+    """A module-level test function, or a test class holding one, by the project's names."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    funcs = (ast.FunctionDef, ast.AsyncFunctionDef)
+    for node in tree.body:
+        if isinstance(node, funcs) and settings.is_test_function(node.name):
+            return True
+        if (
+            isinstance(node, ast.ClassDef)
+            and settings.is_test_class(node.name)
+            and any(isinstance(m, funcs) and settings.is_test_function(m.name) for m in node.body)
+        ):
+            return True
+    return False
 
 
 def supplement(
@@ -480,8 +567,9 @@ def supplement(
     options = options or ValidationOptions()
     log = Path(task.log_path) if task.log_path else home.logs / "validate" / task.repo / f"{task.sha[:12]}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    split = split_commit(home.repo_dir(task.repo), commit.parent, commit.sha, commit.files)
-    session = _Session(home, task.repo, commit, split, slot=slot, options=options, log=log)
+    split, settings = commit_split(home.repo_dir(task.repo), commit)
+    session = _Session(home, task.repo, commit, split, slot=slot, options=options, log=log,
+                       settings=settings)
     started = time.monotonic()
     try:
         session.setup_env(era, python or options.python or _current_python())
@@ -496,7 +584,7 @@ def supplement(
         generated = generator.generate(context)
         extra: dict[str, str] = {}
         for test in generated:
-            why = _usable(test, session.wt, commit.sha)
+            why = _usable(test, session.wt, commit.sha, settings)
             if why:
                 session.note(f"[supplement] dropped {test.path}: {why}")
             else:

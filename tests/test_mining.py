@@ -21,7 +21,7 @@ from appliance.db.core import Database
 from appliance.db.corpus import STAGES, funnel, register_repo
 from appliance.errors import NotFound
 from appliance.records import CommitRecord, RepoRecord
-from harness import filters, mining, pysource
+from harness import filters, mining, pyparse, pysource
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
 
@@ -382,8 +382,8 @@ def test_symbols_match_full_parses_of_every_version(
     # the default: small files like this one are parsed in full.
     monkeypatch.setattr(mining, "CATCH_UP_BYTES", catch_up_bytes)
     calls: list[str] = []
-    reparse = filters.reparse
-    monkeypatch.setattr(filters, "reparse", lambda *a: calls.append(a[3]) or reparse(*a))
+    reparse = pyparse.reparse
+    monkeypatch.setattr(pyparse, "reparse", lambda *a: calls.append(a[3]) or reparse(*a))
     records = mining.mine_repo(path, MiningConfig(max_lines=2000))
     # six kept commits re-parse their new version; with catch-up on, the two that follow
     # a rejected commit re-parse their old version too
