@@ -201,6 +201,41 @@ class PackagingConfig(_Table):
     )
     no_index: bool = field(default=False, metadata=_help("Never ask a package index; use find_links only."))
     use_uv: bool = field(default=True, metadata=_help("Use uv for installs when it is installed."))
+    lock_tool: str = field(
+        default="auto",
+        metadata=_help("auto (uv pip compile when uv is installed, else pip-compile), uv or "
+                       "pip-compile: what resolves each dependency era into a hashed lock."),
+    )
+    lock_workers: int = field(
+        default=4, metadata=_help("Dependency eras locked at the same time (each lock is one process).")
+    )
+    lock_as_of: bool = field(
+        default=True,
+        metadata=_help("Lock each era with the packages as they were shortly after its last "
+                       "commit landed (uv --exclude-newer), not today's; an era whose period "
+                       "packages do not install or run here falls back to the newest, and says so."),
+    )
+    lock_grace_days: int = field(
+        default=1, metadata=_help("How long after an era's last commit its packages are taken as of.")
+    )
+    pythons: list[str] = field(
+        default_factory=list,
+        metadata=_help("Other Python X.Y the air-gapped box has, besides 'python': an era whose "
+                       "requires-python or old packages need one of them is locked for it."),
+    )
+
+    def __post_init__(self) -> None:
+        if self.lock_tool not in ("auto", "uv", "pip-compile"):
+            raise ConfigError(f"[packaging] lock_tool {self.lock_tool!r} is unknown",
+                              hint="use auto, uv or pip-compile", path=CONFIG_NAME)
+        if self.lock_workers < 1 or self.lock_grace_days < 0:
+            raise ConfigError("[packaging] lock_workers must be at least 1 and lock_grace_days at least 0",
+                              path=CONFIG_NAME)
+        for py in [self.python, *self.pythons]:
+            major, _, minor = py.partition(".")
+            if py and not (major == "3" and minor.isdigit()):
+                raise ConfigError(f"[packaging] {py!r} is not a Python X.Y", hint="e.g. \"3.11\"",
+                                  path=CONFIG_NAME)
 
 
 PROVIDERS = ("llama_cpp", "openai_compat", "scripted")

@@ -72,6 +72,10 @@ class LockError(Failed):
     """pip-compile could not resolve a set of requirements."""
 
 
+class BrokenTools(Failed):
+    """An era's locked test tools install but do not run on the target Python."""
+
+
 class GitError(Failed):
     """A git command failed."""
 

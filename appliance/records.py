@@ -110,3 +110,4 @@ class RepoRecord:
     source: str = "added"  # added (connected side) | imported (from a bundle)
     manifest_sha256: str | None = None
     id: int | None = None
+    branches: list[str] = field(default_factory=list)  # maintenance branches walked too

@@ -39,7 +39,7 @@ import json
 import posixpath
 import re
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,139 +159,189 @@ class _Tree:
         return text
 
 
-def declared_requirements(repo_dir: Path, sha: str) -> Declaration:
-    """Everything commit ``sha`` declares, normalised; see the module docstring."""
-    repo_dir = Path(repo_dir)
-    tree = _Tree(repo_dir, sha)
-    col = _Collector()
-    reqs: list[Requirement] = []
-    build: list[Requirement] = []
-    extras: dict[str, list[Requirement]] = {}  # every extra, for expanding self-references
-    project_name: str | None = None
+@dataclass
+class _Found:
+    """What the collectors gather from one commit's declaration files, in their order."""
+
+    reqs: list[Requirement] = field(default_factory=list)
+    build: list[Requirement] = field(default_factory=list)
+    extras: dict[str, list[Requirement]] = field(default_factory=dict)  # for self-references
+    project_name: str | None = None  # the first file that names the project wins
     requires_python: str | None = None
+    uses_scm_in_setup_py: bool = False
 
-    pyproject: dict[str, Any] = {}
-    if "pyproject.toml" in tree.names:
-        raw = tree.text("pyproject.toml") or ""
-        try:
-            pyproject = tomllib.loads(raw)
-        except tomllib.TOMLDecodeError as exc:
-            col.notes.append(f"pyproject.toml: not valid TOML ({exc}); ignored")
+    def name(self, value: Any) -> None:
+        if self.project_name is None and isinstance(value, str) and value.strip():
+            self.project_name = value.strip()
+
+    def python(self, value: Any) -> None:
+        if self.requires_python is None and isinstance(value, str) and value.strip():
+            self.requires_python = value.strip()
+
+    def test_extras(self, extras: dict[str, list[Requirement]]) -> None:
+        """Extras a later file declares: kept for self-references, test ones required."""
+        for name, items in extras.items():
+            self.extras.setdefault(name, items)
+            if name in TEST_GROUPS:
+                self.reqs += items
+
+
+Collector = Callable[[_Tree, dict[str, Any], _Collector, _Found], None]
+"""collect(tree, pyproject table, notes, found): one declaration file's contribution."""
+
+
+def _from_pyproject(tree: _Tree, pyproject: dict[str, Any], col: _Collector, found: _Found) -> None:
+    """``[project]``: dependencies, extras (setuptools ``dynamic`` files too), requires-python."""
     project = _dig(pyproject, "project")
-    tool = _dig(pyproject, "tool")
-    if project:
-        project_name = project.get("name") if isinstance(project.get("name"), str) else None
-        rp = project.get("requires-python")
-        requires_python = rp if isinstance(rp, str) else None
-        reqs += col.parse(
-            _list(project.get("dependencies")), "pyproject.toml [project].dependencies"
-        )
-        for name, items in _dig(project, "optional-dependencies").items():
-            extras[canonicalize_name(name)] = col.parse(
-                _list(items), f"pyproject.toml extra {name}"
-            )
-        dynamic = project.get("dynamic") or []
-        st_dynamic = _dig(tool, "setuptools", "dynamic")
-        if "dependencies" in dynamic and isinstance(st_dynamic.get("dependencies"), dict):
-            for path in _as_list(st_dynamic["dependencies"].get("file")):
-                reqs += _requirements_file(tree, path, col, set())
-        if "optional-dependencies" in dynamic and isinstance(
-            st_dynamic.get("optional-dependencies"), dict
-        ):
-            for name, spec in st_dynamic["optional-dependencies"].items():
-                if isinstance(spec, dict):
-                    got = [
-                        r
-                        for p in _as_list(spec.get("file"))
-                        for r in _requirements_file(tree, p, col, set())
-                    ]
-                    extras[canonicalize_name(name)] = got
+    if not project:
+        return
+    found.name(project.get("name"))
+    found.python(project.get("requires-python"))
+    found.reqs += col.parse(_list(project.get("dependencies")), "pyproject.toml [project].dependencies")
+    for name, items in _dig(project, "optional-dependencies").items():
+        found.extras[canonicalize_name(name)] = col.parse(_list(items), f"pyproject.toml extra {name}")
+    dynamic = project.get("dynamic") or []
+    st_dynamic = _dig(pyproject, "tool", "setuptools", "dynamic")
+    if "dependencies" in dynamic and isinstance(st_dynamic.get("dependencies"), dict):
+        for path in _as_list(st_dynamic["dependencies"].get("file")):
+            found.reqs += _requirements_file(tree, path, col, set())
+    if "optional-dependencies" in dynamic and isinstance(st_dynamic.get("optional-dependencies"), dict):
+        for name, spec in st_dynamic["optional-dependencies"].items():
+            if isinstance(spec, dict):
+                found.extras[canonicalize_name(name)] = [
+                    r for p in _as_list(spec.get("file")) for r in _requirements_file(tree, p, col, set())
+                ]
     for name in TEST_GROUPS:
-        reqs += extras.get(name, [])
+        found.reqs += found.extras.get(name, [])
 
+
+def _from_dependency_groups(
+    tree: _Tree, pyproject: dict[str, Any], col: _Collector, found: _Found
+) -> None:
+    """PEP 735 ``[dependency-groups]`` named like test extras, includes resolved."""
     groups = pyproject.get("dependency-groups")
     if isinstance(groups, dict):
         table: dict[str, Any] = {canonicalize_name(k): v for k, v in groups.items()}
         for name in TEST_GROUPS:
             if name in table:
-                reqs += _group(table, name, col, ())
+                found.reqs += _group(table, name, col, ())
 
-    poetry = _dig(tool, "poetry")
+
+def _from_poetry(tree: _Tree, pyproject: dict[str, Any], col: _Collector, found: _Found) -> None:
+    poetry = _dig(pyproject, "tool", "poetry")
     if poetry:
-        if isinstance(poetry.get("name"), str):
-            project_name = project_name or poetry["name"]
-        reqs += _poetry(poetry, col)
+        found.name(poetry.get("name"))
+        found.reqs += _poetry(poetry, col)
 
-    if "setup.cfg" in tree.names:
-        cfg_name, cfg_reqs, cfg_extras, cfg_setup = _setup_cfg(tree.text("setup.cfg") or "", col)
-        project_name = project_name or cfg_name
-        reqs += cfg_reqs
-        build += cfg_setup
-        for name, items in cfg_extras.items():
-            extras.setdefault(name, items)
-            if name in TEST_GROUPS:
-                reqs += items
 
-    uses_scm_in_setup_py = False
-    if "setup.py" in tree.names:
-        info = _setup_py(tree.text("setup.py") or "", col)
-        project_name = project_name or info.name
-        reqs += info.install_requires + info.tests_require
-        build += info.setup_requires
-        uses_scm_in_setup_py = info.use_scm_version
-        for name, items in info.extras.items():
-            extras.setdefault(name, items)
-            if name in TEST_GROUPS:
-                reqs += items
+def _from_setup_cfg(tree: _Tree, pyproject: dict[str, Any], col: _Collector, found: _Found) -> None:
+    if "setup.cfg" not in tree.names:
+        return
+    cfg = _setup_cfg(tree.text("setup.cfg") or "", col)
+    found.name(cfg.name)
+    found.python(cfg.python_requires)
+    found.reqs += cfg.install_requires + cfg.tests_require
+    found.build += cfg.setup_requires
+    found.test_extras(cfg.extras)
 
-    if "tox.ini" in tree.names:
-        tox_reqs, tox_extras = _tox_ini(tree, tree.text("tox.ini") or "", col)
-        reqs += tox_reqs
-        for name in tox_extras:
-            reqs += extras.get(name, [])
 
+def _from_setup_py(tree: _Tree, pyproject: dict[str, Any], col: _Collector, found: _Found) -> None:
+    if "setup.py" not in tree.names:
+        return
+    info = _setup_py(tree.text("setup.py") or "", col)
+    found.name(info.name)
+    found.python(info.python_requires)
+    found.reqs += info.install_requires + info.tests_require
+    found.build += info.setup_requires
+    found.uses_scm_in_setup_py = info.use_scm_version
+    found.test_extras(info.extras)
+
+
+def _from_tox_ini(tree: _Tree, pyproject: dict[str, Any], col: _Collector, found: _Found) -> None:
+    if "tox.ini" not in tree.names:
+        return
+    tox_reqs, tox_extras = _tox_ini(tree, tree.text("tox.ini") or "", col)
+    found.reqs += tox_reqs
+    for name in tox_extras:
+        found.reqs += found.extras.get(name, [])
+
+
+def _from_requirements_files(
+    tree: _Tree, pyproject: dict[str, Any], col: _Collector, found: _Found
+) -> None:
     for path in sorted(tree.names):
         if (_ROOT_REQ_FILE.match(path) or _REQ_DIR_FILE.match(path)) and not _DOCS.search(path):
-            reqs += _requirements_file(tree, path, col, set())
+            found.reqs += _requirements_file(tree, path, col, set())
 
-    # The project's own name ("attrs[tests]") means "these extras of me": expand, never lock.
-    own = canonicalize_name(project_name) if project_name else None
-    reqs = _expand_self(reqs, extras, own, set())
 
-    # Build back-end, plus what an editable install asks for at build time.
+# The order decides which file names the project when several do, and tox's extras see
+# every extra declared before them.
+COLLECTORS: tuple[Collector, ...] = (
+    _from_pyproject, _from_dependency_groups, _from_poetry, _from_setup_cfg, _from_setup_py,
+    _from_tox_ini, _from_requirements_files,
+)
+
+
+def _read_pyproject(tree: _Tree, col: _Collector) -> dict[str, Any]:
+    if "pyproject.toml" not in tree.names:
+        return {}
+    try:
+        return tomllib.loads(tree.text("pyproject.toml") or "")
+    except tomllib.TOMLDecodeError as exc:
+        col.notes.append(f"pyproject.toml: not valid TOML ({exc}); ignored")
+        return {}
+
+
+def _build_system(
+    tree: _Tree, pyproject: dict[str, Any], col: _Collector, found: _Found
+) -> tuple[list[Requirement], str | None]:
+    """The build back-end's requirements (and name), plus what an editable install asks for."""
+    build = list(found.build)
     build_system = _dig(pyproject, "build-system")
-    backend = (
-        build_system.get("build-backend")
-        if isinstance(build_system.get("build-backend"), str)
-        else None
-    )
+    backend = build_system.get("build-backend")
+    backend = backend if isinstance(backend, str) else None
     has_build_info = (
-        bool(project or build_system or poetry)
+        bool(_dig(pyproject, "project") or build_system or _dig(pyproject, "tool", "poetry"))
         or "setup.py" in tree.names
         or "setup.cfg" in tree.names
     )
     if "requires" in build_system:
-        build += col.parse(
-            _list(build_system.get("requires")), "pyproject.toml [build-system].requires"
-        )
+        build += col.parse(_list(build_system.get("requires")), "pyproject.toml [build-system].requires")
     elif has_build_info:
         build += [Requirement(r) for r in DEFAULT_SETUPTOOLS]
     if has_build_info and backend is None:
         backend = "setuptools.build_meta:__legacy__"
-    build += _editable_needs(backend, build, tool, uses_scm_in_setup_py)
+    build += _editable_needs(backend, build, _dig(pyproject, "tool"), found.uses_scm_in_setup_py)
+    return build, backend
+
+
+def declared_requirements(repo_dir: Path, sha: str) -> Declaration:
+    """Everything commit ``sha`` declares, normalised; see the module docstring.
+
+    One collector per declaration file (``COLLECTORS``), then the build back-end. The
+    project's own name is never a requirement: ``attrs[tests]`` in attrs means "these
+    extras of me" and is expanded; a test tool that depends on the project is the lock's
+    business (``appliance.packaging.wheelhouse`` leaves the project out of it).
+    """
+    tree = _Tree(Path(repo_dir), sha)
+    col = _Collector()
+    found = _Found()
+    pyproject = _read_pyproject(tree, col)
+    for collect in COLLECTORS:
+        collect(tree, pyproject, col, found)
+    own = canonicalize_name(found.project_name) if found.project_name else None
+    reqs = _expand_self(found.reqs, found.extras, own, set())
+    build, backend = _build_system(tree, pyproject, col, found)
     build = [r for r in build if canonicalize_name(r.name) != own]
-
-    names = {canonicalize_name(r.name) for r in reqs}
-    if "pytest" not in names:
+    if "pytest" not in {canonicalize_name(r.name) for r in reqs}:
         reqs.append(Requirement("pytest"))  # cra runs tests with pytest, always
-
     return Declaration(
         requirements=sorted({normalise(r) for r in reqs}),
         build_requires=sorted({normalise(r) for r in build}),
         sources=sorted(tree.read),
-        project_name=project_name,
+        project_name=found.project_name,
         build_backend=backend,
-        requires_python=requires_python,
+        requires_python=found.requires_python,
         notes=col.notes,
     )
 
@@ -447,15 +497,15 @@ def _logical_lines(text: str) -> list[str]:
 # setup.cfg
 
 
-def _setup_cfg(
-    text: str, col: _Collector
-) -> tuple[str | None, list[Requirement], dict[str, list[Requirement]], list[Requirement]]:
+def _setup_cfg(text: str, col: _Collector) -> _SetupArgs:
+    """setup.cfg's ``[metadata]`` name and ``[options]`` requirements."""
+    info = _SetupArgs()
     cfg = configparser.ConfigParser(interpolation=None, strict=False)
     try:
         cfg.read_string(text)
     except configparser.Error as exc:
         col.notes.append(f"setup.cfg: unreadable ({exc.__class__.__name__}); ignored")
-        return None, [], {}, []
+        return info
 
     def items(section: str, key: str) -> list[str]:
         value = cfg.get(section, key, fallback="")
@@ -463,17 +513,17 @@ def _setup_cfg(
             ln.strip() for ln in value.splitlines() if ln.strip() and not ln.strip().startswith("#")
         ]
 
-    name = cfg.get("metadata", "name", fallback=None)
-    reqs = col.parse(items("options", "install_requires"), "setup.cfg install_requires")
-    reqs += col.parse(items("options", "tests_require"), "setup.cfg tests_require")
-    setup_requires = col.parse(items("options", "setup_requires"), "setup.cfg setup_requires")
-    extras: dict[str, list[Requirement]] = {}
+    info.name = cfg.get("metadata", "name", fallback=None)
+    info.python_requires = cfg.get("options", "python_requires", fallback=None)
+    info.install_requires = col.parse(items("options", "install_requires"), "setup.cfg install_requires")
+    info.tests_require = col.parse(items("options", "tests_require"), "setup.cfg tests_require")
+    info.setup_requires = col.parse(items("options", "setup_requires"), "setup.cfg setup_requires")
     if cfg.has_section("options.extras_require"):
         for key in cfg.options("options.extras_require"):
-            extras[canonicalize_name(key)] = col.parse(
+            info.extras[canonicalize_name(key)] = col.parse(
                 items("options.extras_require", key), f"setup.cfg extra {key}"
             )
-    return name, reqs, extras, setup_requires
+    return info
 
 
 # ---------------------------------------------------------------------------------------
@@ -532,8 +582,11 @@ def _tox_ini(tree: _Tree, text: str, col: _Collector) -> tuple[list[Requirement]
 
 
 @dataclass
-class _SetupPy:
+class _SetupArgs:
+    """What setup() is given, from setup.py's literals or setup.cfg's options."""
+
     name: str | None = None
+    python_requires: str | None = None
     install_requires: list[Requirement] = field(default_factory=list)
     tests_require: list[Requirement] = field(default_factory=list)
     setup_requires: list[Requirement] = field(default_factory=list)
@@ -545,8 +598,8 @@ class _Unknown(Exception):
     """A value that is not a literal cra can follow (a call, a file read, a comprehension)."""
 
 
-def _setup_py(text: str, col: _Collector) -> _SetupPy:
-    info = _SetupPy()
+def _setup_py(text: str, col: _Collector) -> _SetupArgs:
+    info = _SetupArgs()
     try:
         module = ast.parse(text)
     except SyntaxError as exc:
@@ -583,6 +636,7 @@ def _setup_py(text: str, col: _Collector) -> _SetupPy:
             continue
         if kw.arg not in {
             "name",
+            "python_requires",
             "install_requires",
             "tests_require",
             "setup_requires",
@@ -594,8 +648,8 @@ def _setup_py(text: str, col: _Collector) -> _SetupPy:
         except (_Unknown, TypeError, KeyError):
             col.notes.append(f"setup.py: {kw.arg} is computed, not a literal; ignored")
             continue
-        if kw.arg == "name":
-            info.name = value if isinstance(value, str) else None
+        if kw.arg in ("name", "python_requires"):
+            setattr(info, kw.arg, value if isinstance(value, str) else None)
         elif kw.arg == "extras_require":
             if isinstance(value, dict):
                 for key, items in value.items():
@@ -757,25 +811,59 @@ def _tilde(version: str) -> str:
 # Eras
 
 
-def assign_eras(repo_dir: Path, commits: list[CommitRecord]) -> list[EraRecord]:
+def assign_eras(
+    repo_dir: Path, commits: list[CommitRecord], tips: Sequence[str] | None = None
+) -> list[EraRecord]:
     """Group ``commits`` (oldest first) into dependency eras and set each ``era_key``.
 
-    Declarations are re-read only where a declaring file changed. Which commits changed
-    one comes from a single path-limited ``git log --first-parent`` over the whole chain,
-    not from the commits' own file lists: a rejected commit between two kept ones may
-    have changed the requirements, and it is not in ``commits``. If a declaration reads a
-    file outside the usual paths (``-r ci/tests.txt``), the walk is redone with that path
-    added, until the set of paths is stable.
+    ``tips`` are the heads whose first-parent chains hold the commits (the default branch,
+    then maintenance branches); default: the last commit. Declarations are re-read only
+    where a declaring file changed. Which commits changed one comes from a single
+    path-limited ``git log --first-parent`` over each chain, not from the commits' own
+    file lists: a rejected commit between two kept ones may have changed the
+    requirements, and it is not in ``commits``. If a declaration reads a file outside the
+    usual paths (``-r ci/tests.txt``), the walk is redone with that path added, until the
+    set of paths is stable. A commit on no chain is read directly.
     """
     if not commits:
         return []
     repo_dir = Path(repo_dir)
-    tip = commits[-1].sha
-    chain = git(repo_dir, "rev-list", "--first-parent", "--reverse", tip).split()
-    on_chain = set(chain)
-    wanted = {c.sha for c in commits}
-    pathspecs = list(BASE_PATHSPECS)
     cache: dict[str, Declaration] = {}  # sha -> declaration read there
+    decl_at: dict[str, Declaration] = {}
+    for tip in tips or [commits[-1].sha]:
+        todo = {c.sha for c in commits} - decl_at.keys()
+        if todo:
+            decl_at.update(_walk_chain(repo_dir, tip, todo, cache))
+    for c in commits:
+        if c.sha not in decl_at:  # on no chain walked: read it directly
+            decl_at[c.sha] = cache.get(c.sha) or declared_requirements(repo_dir, c.sha)
+
+    eras: dict[str, EraRecord] = {}
+    for c in commits:
+        decl = decl_at[c.sha]
+        c.era_key = decl.key
+        era = eras.get(decl.key)
+        if era is None:
+            era = eras[decl.key] = EraRecord(
+                key=decl.key,
+                requirements=list(decl.requirements),
+                build_requires=list(decl.build_requires),
+                first_commit=c.sha,
+                project=canonicalize_name(decl.project_name) if decl.project_name else None,
+                requires_python=decl.requires_python,
+            )
+        era.commits.append(c.sha)
+    return list(eras.values())
+
+
+def _walk_chain(
+    repo_dir: Path, tip: str, wanted: set[str], cache: dict[str, Declaration]
+) -> dict[str, Declaration]:
+    """The declarations of the ``wanted`` commits on ``tip``'s first-parent chain."""
+    chain = git(repo_dir, "rev-list", "--first-parent", "--reverse", tip).split()
+    if not wanted & set(chain):
+        return {}
+    pathspecs = list(BASE_PATHSPECS)
     while True:
         changed = set(
             git(repo_dir, "log", "--first-parent", "--format=%H", tip, "--", *pathspecs).split()
@@ -794,26 +882,8 @@ def assign_eras(repo_dir: Path, commits: list[CommitRecord]) -> list[EraRecord]:
             {s for d in decl_at.values() for s in d.sources if not _covered(s)} - set(pathspecs)
         )
         if not extra:
-            break
+            return decl_at
         pathspecs += extra
-    for c in commits:
-        if c.sha not in on_chain:  # not on the first-parent chain of the tip: read it directly
-            decl_at[c.sha] = cache.get(c.sha) or declared_requirements(repo_dir, c.sha)
-
-    eras: dict[str, EraRecord] = {}
-    for c in commits:
-        decl = decl_at[c.sha]
-        c.era_key = decl.key
-        era = eras.get(decl.key)
-        if era is None:
-            era = eras[decl.key] = EraRecord(
-                key=decl.key,
-                requirements=list(decl.requirements),
-                build_requires=list(decl.build_requires),
-                first_commit=c.sha,
-            )
-        era.commits.append(c.sha)
-    return list(eras.values())
 
 
 def _covered(path: str) -> bool:

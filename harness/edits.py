@@ -39,6 +39,7 @@ from typing import Any
 
 from appliance.errors import BadInput, Failed
 from harness.git import git_bytes
+from harness.pysource import coding_of_text, decode_source, source_encoding
 
 SEARCH = "<<<<<<< SEARCH"
 DIVIDER = "======="
@@ -53,6 +54,7 @@ _DELETE_START_RE = re.compile(r"^<{5,9} ?DELETE\s*$")
 _DELETE_END_RE = re.compile(r"^>{5,9} ?DELETE\s*$")
 _FENCE_RE = re.compile(r"^\s*(```|~~~)")
 _PATHISH = re.compile(r"^[\w.\-/+@~]+$")
+PYTHON_SOURCE = (".py", ".pyi")
 
 
 class EditFormatError(BadInput):
@@ -392,6 +394,31 @@ def apply_to_texts(
     return state, result
 
 
+def _read_for_edit(path: str, data: bytes) -> tuple[str, str]:
+    """(text, encoding) of a file about to be edited. A Python file in a declared encoding
+    is read in it; anything else (or a file its declaration does not fit) as UTF-8, its
+    undecodable bytes kept as surrogates so they are written back unchanged."""
+    if path.endswith(PYTHON_SOURCE):
+        try:
+            text, encoding = decode_source(data)
+            return text, encoding
+        except (UnicodeDecodeError, SyntaxError):
+            pass
+    return data.decode("utf-8", "surrogateescape"), "utf-8"
+
+
+def _encode_for_edit(path: str, text: str, read_as: str | None) -> bytes:
+    """The bytes of an edited file: a Python file in the encoding its (possibly new) coding
+    line names, keeping a BOM it had; anything else as it was read."""
+    if path.endswith(PYTHON_SOURCE):
+        encoding = coding_of_text(text)
+        if encoding == "utf-8" and read_as == "utf-8-sig":
+            encoding = "utf-8-sig"
+        if encoding != "utf-8":
+            return text.encode(encoding)
+    return text.encode("utf-8", "surrogateescape")
+
+
 def _safe_target(root: Path, rel: str) -> Path | None:
     p = PurePosixPath(rel)
     if not rel or p.is_absolute() or ".." in p.parts or (p.parts and p.parts[0] == ".git"):
@@ -418,6 +445,7 @@ def apply_edits(root: Path | str, edits: Sequence[Edit], *, dry_run: bool = Fals
     """
     root = Path(root)
     texts: dict[str, str | None] = {}
+    encodings: dict[str, str] = {}  # how each existing file was read
     bad: list[ApplyError] = []
     for n, edit in enumerate(edits, start=1):
         if edit.path in texts:
@@ -429,7 +457,10 @@ def apply_edits(root: Path | str, edits: Sequence[Edit], *, dry_run: bool = Fals
         if target.is_dir():
             bad.append(ApplyError(n, edit.path, "the path is a directory"))
             continue
-        texts[edit.path] = target.read_bytes().decode("utf-8", "surrogateescape") if target.exists() else None
+        if target.exists():
+            texts[edit.path], encodings[edit.path] = _read_for_edit(edit.path, target.read_bytes())
+        else:
+            texts[edit.path] = None
     if bad:
         return ApplyResult(ok=False, errors=bad)
     state, result = apply_to_texts(texts, edits)
@@ -441,6 +472,20 @@ def apply_edits(root: Path | str, edits: Sequence[Edit], *, dry_run: bool = Fals
         result.suspicious = flag(texts, changed)
     if guard is not None and (reasons := guard(texts, changed)):
         result.ok, result.refused, result.files = False, reasons, []
+        return result
+    payloads: dict[str, bytes] = {}
+    for rel in result.files:
+        new = state[rel]
+        if new is None:
+            continue
+        try:
+            payloads[rel] = _encode_for_edit(rel, new, encodings.get(rel))
+        except UnicodeEncodeError as exc:
+            n = next(i for i, e in enumerate(edits, start=1) if e.path == rel)
+            result.errors.append(ApplyError(n, rel, f"{exc.object[exc.start:exc.end]!r} cannot be written in "
+                                                    f"{exc.encoding}, the file's declared encoding"))
+    if result.errors:
+        result.ok, result.files = False, []
         return result
     if dry_run:
         return result
@@ -454,7 +499,7 @@ def apply_edits(root: Path | str, edits: Sequence[Edit], *, dry_run: bool = Fals
         mode = target.stat().st_mode & 0o7777 if target.exists() else None
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
-            fh.write(new.encode("utf-8", "surrogateescape"))
+            fh.write(payloads[rel])
         if mode is not None:
             os.chmod(tmp, mode)
         os.replace(tmp, target)
@@ -518,11 +563,12 @@ def _line_hunks(old: list[str], new: list[str]) -> list[Hunk]:
 def read_texts(
     repo_dir: Path | str, rev: str, paths: Sequence[str], *, strict: bool = True
 ) -> dict[str, str | None]:
-    """{path: UTF-8 text at ``rev``, or None when absent}.
+    """{path: text at ``rev``, or None when absent}; Python files decoded by their PEP 263
+    coding line (``decode_text``), others as UTF-8.
 
-    ``strict`` (what gold edits need) raises EditError for a binary, non-UTF-8, symlink or
-    submodule entry, since the block format carries text only; otherwise such a file reads
-    as None (binary, link, submodule) or with undecodable bytes replaced.
+    ``strict`` (what gold edits need) raises EditError for a binary, undecodable, symlink
+    or submodule entry, since the block format carries text only; otherwise such a file
+    reads as None (binary, link, submodule) or with undecodable bytes replaced.
     """
     out: dict[str, str | None] = {p: None for p in paths}
     if not paths:
@@ -548,12 +594,37 @@ def read_texts(
                 raise EditError(problem, path=path)
             continue
         try:
-            out[path] = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
+            out[path] = decode_text(path, data)
+        except (UnicodeDecodeError, SyntaxError) as exc:
             if strict:
-                raise EditError(f"{path} is not UTF-8 at {rev[:10]}", path=path) from exc
+                raise EditError(f"{path} is not text in {_declared(path, data)} at {rev[:10]}: "
+                                f"{_decode_problem(exc)}", path=path) from exc
             out[path] = data.decode("utf-8", "replace")
     return out
+
+
+def decode_text(path: str, data: bytes) -> str:
+    """A file's text: a Python file as Python reads it (its PEP 263 coding line, a BOM),
+    anything else as UTF-8. Raises ``UnicodeDecodeError``, or ``SyntaxError`` for a coding
+    line naming an unknown encoding."""
+    if path.endswith(PYTHON_SOURCE):
+        return decode_source(data)[0]
+    return data.decode("utf-8")
+
+
+def _declared(path: str, data: bytes) -> str:
+    if path.endswith(PYTHON_SOURCE):
+        try:
+            return f"its declared encoding ({source_encoding(data)})"
+        except SyntaxError:
+            return "the encoding its coding line names"
+    return "UTF-8"
+
+
+def _decode_problem(exc: Exception) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"byte {exc.object[exc.start]:#04x} is not {exc.encoding}"
+    return str(getattr(exc, "msg", exc))
 
 
 def _unique_blocks(old: list[str], new: list[str], hunks: list[Hunk], context: int, path: str) -> list[Edit]:

@@ -18,6 +18,10 @@ Conventions, chosen so a model's plan and the gold diff can name the same thing:
 from __future__ import annotations
 
 import ast
+import codecs
+import io
+import re
+import tokenize
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -26,12 +30,15 @@ __all__ = [
     "ImportSpec",
     "ParsedModule",
     "Symbol",
+    "coding_of_text",
+    "decode_source",
     "import_candidates",
     "module_imports",
     "module_name",
     "package_of",
     "parse_module",
     "parse_symbols",
+    "source_encoding",
     "symbols_touching",
 ]
 
@@ -170,6 +177,46 @@ def _first_paragraph(node: ast.AST) -> str:
 
 
 # --- module names and imports -------------------------------------------------------------
+
+
+_CODING = re.compile(r"^[ \t\f]*#.*?coding[:=][ \t]*([-\w.]+)")  # PEP 263
+
+
+def source_encoding(data: bytes) -> str:
+    """The encoding Python reads ``data`` in: its PEP 263 coding line or UTF-8 BOM, else
+    UTF-8 (``tokenize.detect_encoding``). Raises ``SyntaxError`` for a coding line naming
+    an encoding Python does not know, or one that disagrees with a BOM."""
+    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    return codecs.lookup(encoding).name
+
+
+def decode_source(data: bytes) -> tuple[str, str]:
+    """(text, encoding) of a Python file's bytes, decoded as Python itself decodes them.
+
+    A Latin-1 module with ``# -*- coding: latin-1 -*-`` is valid Python; read as UTF-8
+    it would not even be text. A UTF-8 BOM is dropped from the text and the encoding is
+    ``utf-8-sig``, so writing the text back with it restores the BOM. Raises
+    ``SyntaxError`` for an unknown coding line and ``UnicodeDecodeError`` for bytes that
+    are not in the declared encoding (Python would refuse the file too).
+    """
+    encoding = source_encoding(data)
+    return data.decode(encoding), encoding
+
+
+def coding_of_text(text: str) -> str:
+    """The encoding a text's own coding line asks for when written to disk (UTF-8 when it
+    names none): what an edited Python file must be encoded in to stay valid."""
+    for line in text.split("\n", 2)[:2]:
+        match = _CODING.match(line)
+        if match:
+            try:
+                return codecs.lookup(match[1]).name
+            except LookupError:
+                return "utf-8"
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+    return "utf-8"
+
 
 
 def module_name(path: str) -> str:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -428,8 +429,23 @@ def _build_one(
             set_plan_score(db, pid, score_plan(ex.plan, ex.truth).to_dict())
             report.plans += 1
     for stage, why in ex.skipped.items():
-        key = f"{stage}: {why.split(':')[0]}"
+        key = skip_key(stage, why)
         report.skipped[key] = report.skipped.get(key, 0) + 1
+
+
+_FILE = re.compile(r"(?<![\w<])[\w.\-]+(?:/[\w.\-]+)*\.(?:pyi?|txt|cfg|toml|ini|md|rst|json|ya?ml)\b")
+_REV = re.compile(r"\b[0-9a-f]{7,64}\b")
+_NUMBER = re.compile(r"\b\d[\d,]*\b")
+
+
+def skip_key(stage: str, why: str) -> str:
+    """How a dropped triple is counted: its stage and its cause, with the files, commits and
+    counts it names replaced (``execute: no exact gold edits: <file> is not text in its
+    declared encoding (cp1252) at <rev>: byte 0x81 is not cp1252``), so one cause over
+    many commits is one line, and the line says what the cause is."""
+    text = _REV.sub("<rev>", _FILE.sub("<file>", why))
+    text = _NUMBER.sub(lambda m: m[0] if m.start() and text[m.start() - 1] in "x=" else "<n>", text)
+    return f"{stage}: {text}"
 
 
 # --------------------------------------------------------------------------- run-derived

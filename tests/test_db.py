@@ -152,7 +152,11 @@ def _db_at(path: Path, version: int) -> Database:
 
 def test_migration_5_keeps_every_row_and_makes_patches_text(tmp_path: Path) -> None:
     old = _db_at(tmp_path / "cra.db", 4)
-    register_repo(old, _repo(), [], [_commit(1, kept=True)])
+    with old.write() as c:  # the columns of schema version 4, as an older cra wrote them
+        c.execute("INSERT INTO repos (id, name, origin_url, head_sha, default_branch, python_version,"
+                  " test_cmd, source, created_at, updated_at)"
+                  " VALUES (1, 'lib', '/src/lib', ?, 'main', '3.11', 'python -m pytest', 'added', 'x', 'x')",
+                  ("a" * 40,))
     latin1 = "-caf\xe9\n".encode("latin-1")  # a latin-1 source line: not UTF-8
     with old.write() as c:
         for i, patch in enumerate((b"+ok\n", latin1)):

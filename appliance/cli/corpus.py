@@ -26,18 +26,23 @@ def corpus() -> None:
 @click.option("--find-links", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A local wheel folder to use (repeatable).")
 @click.option("--no-index", is_flag=True, help="Use only --find-links folders, never a package index.")
+@click.option("--branch", "branches", multiple=True, metavar="NAME",
+              help="A maintenance branch to walk by first parent too, e.g. 2.x-line (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_app
 def corpus_add(
     app: App, source: str | None, name: str | None, test_cmd: str | None, python: str | None,
-    catalog_name: str | None, find_links: tuple[Path, ...], no_index: bool, as_json: bool,
+    catalog_name: str | None, find_links: tuple[Path, ...], no_index: bool, branches: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Turn SOURCE (a git URL or local path) into a repo package.
 
     Clones with full history into corpus/NAME/repo, mines and filters every commit on the
-    default branch, locks the dependencies of every dependency era, downloads their wheels
-    into packages/NAME/ and proves them installable offline, then writes manifests/NAME.json
-    and registers everything in the database. Needs the network unless --no-index.
+    default branch (and on each --branch), locks the dependencies of every dependency era
+    with the packages of its own time, downloads their wheels into packages/NAME/ and
+    proves them installable offline, then writes manifests/NAME.json and registers
+    everything in the database. An era that cannot be locked is recorded with its reason;
+    the rest is packaged. Needs the network unless --no-index.
     """
     from appliance.packaging.corpus import add_repo
 
@@ -56,18 +61,24 @@ def corpus_add(
     if no_index:
         settings.packaging.no_index = True
     with progress_bar() as tick:
-        result = add_repo(app.home, app.db, settings, source, name=name, test_cmd=test_cmd, python=python, progress=tick)
+        result = add_repo(app.home, app.db, settings, source, name=name, test_cmd=test_cmd, python=python,
+                          branches=branches, progress=tick)
     if as_json:
         emit_json({
             "name": result.name, "commits": result.commits, "kept": result.kept, "wheels": result.wheels,
-            "manifest": str(result.manifest),
-            "eras": [{"key": e.key[:12], "status": e.status, "commits": len(e.commits), "error": e.error} for e in result.eras],
+            "manifest": str(result.manifest), "branches": result.branches, "timings": result.timings,
+            "eras": [{"key": e.key[:12], "status": e.status, "commits": len(e.commits), "error": e.error,
+                      "python": e.python, "locked_as_of": e.locked_as_of, "lock_tool": e.lock_tool,
+                      "notes": e.notes} for e in result.eras],
         })
         return
     console.print(
         f"[green]added[/] {result.name}: {result.commits} commits, {result.kept} kept, "
         f"{len(result.eras)} dependency eras, {result.wheels} wheels -> {result.manifest}"
     )
+    as_of = [e for e in result.eras if e.locked_as_of]
+    if result.eras:
+        console.print(f"{len(as_of)} of {len(result.eras)} eras locked with the packages of their own time")
     for era in result.unresolvable:
         err_console.print(f"[yellow]era {era.key[:12]} ({len(era.commits)} commits) unresolvable:[/] {escape(era.error or '')}")
 

@@ -32,13 +32,13 @@ def register_repo(
         row = c.execute("SELECT id FROM repos WHERE name = ?", (repo.name,)).fetchone()
         values = (
             repo.origin_url, repo.head_sha, repo.default_branch, repo.python_version,
-            repo.test_cmd, repo.source, repo.manifest_sha256, now,
+            repo.test_cmd, repo.source, repo.manifest_sha256, json.dumps(repo.branches), now,
         )
         if row is None:
             cur = c.execute(
                 "INSERT INTO repos (origin_url, head_sha, default_branch, python_version, test_cmd,"
-                " source, manifest_sha256, updated_at, name, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " source, manifest_sha256, branches, updated_at, name, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*values, repo.name, now),
             )
             repo_id = int(cur.lastrowid or 0)
@@ -46,7 +46,7 @@ def register_repo(
             repo_id = int(row[0])
             c.execute(
                 "UPDATE repos SET origin_url=?, head_sha=?, default_branch=?, python_version=?,"
-                " test_cmd=?, source=?, manifest_sha256=?, updated_at=? WHERE id=?",
+                " test_cmd=?, source=?, manifest_sha256=?, branches=?, updated_at=? WHERE id=?",
                 (*values, repo_id),
             )
             c.execute("DELETE FROM commits WHERE repo_id = ?", (repo_id,))
@@ -55,10 +55,14 @@ def register_repo(
         for era in eras:
             cur = c.execute(
                 "INSERT INTO eras (repo_id, key, requirements, build_requires, first_commit,"
-                " lock_path, lock_sha256, status, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " lock_path, lock_sha256, status, error, project, requires_python, python,"
+                " locked_as_of, lock_tool, notes)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     repo_id, era.key, json.dumps(era.requirements), json.dumps(era.build_requires),
                     era.first_commit, era.lock_path, era.lock_sha256, era.status, era.error,
+                    era.project, era.requires_python, era.python, era.locked_as_of, era.lock_tool,
+                    json.dumps(era.notes),
                 ),
             )
             era_ids[era.key] = int(cur.lastrowid or 0)
@@ -90,6 +94,7 @@ def get_repo(db: Database, name: str) -> RepoRecord:
         id=row["id"], name=row["name"], origin_url=row["origin_url"], head_sha=row["head_sha"],
         default_branch=row["default_branch"], python_version=row["python_version"],
         test_cmd=row["test_cmd"], source=row["source"], manifest_sha256=row["manifest_sha256"],
+        branches=json.loads(row["branches"]),
     )
 
 
@@ -138,7 +143,10 @@ def get_eras(db: Database, name: str) -> list[EraRecord]:
                 key=row["key"], requirements=json.loads(row["requirements"]),
                 build_requires=json.loads(row["build_requires"]), first_commit=row["first_commit"],
                 commits=shas, lock_path=row["lock_path"], lock_sha256=row["lock_sha256"],
-                status=row["status"], error=row["error"],
+                status=row["status"], error=row["error"], project=row["project"],
+                requires_python=row["requires_python"], python=row["python"],
+                locked_as_of=row["locked_as_of"], lock_tool=row["lock_tool"],
+                notes=json.loads(row["notes"]),
             )
         )
     return eras

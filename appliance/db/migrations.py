@@ -477,6 +477,23 @@ MIGRATIONS: list[Migration] = [
         """,
     ),
     Migration(
+        7,
+        "real projects: how each era was locked, maintenance branches",
+        # eras: the project's own distribution (left out of the lock), the declared
+        # requires-python, the Python the era is locked for (NULL: the repo's), the time
+        # its packages were taken as of (NULL: the newest), the lock tool and the fallbacks
+        # taken (JSON list). repos: the maintenance branches walked besides the default one.
+        """
+        ALTER TABLE eras ADD COLUMN project TEXT;
+        ALTER TABLE eras ADD COLUMN requires_python TEXT;
+        ALTER TABLE eras ADD COLUMN python TEXT;
+        ALTER TABLE eras ADD COLUMN locked_as_of TEXT;
+        ALTER TABLE eras ADD COLUMN lock_tool TEXT;
+        ALTER TABLE eras ADD COLUMN notes TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE repos ADD COLUMN branches TEXT NOT NULL DEFAULT '[]';
+        """,
+    ),
+    Migration(
         8,
         "imported datasets, and indexes for the log analysis and curation queries",
         # imported_datasets / imported_rows: external SFT data brought by USB (CommitPackFT,
@@ -739,7 +756,8 @@ def migrate(db: Database) -> list[int]:
                     "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                     (m.version, m.name, _now()),
                 )
-                c.execute(f"PRAGMA user_version = {m.version}")
+                # a reserved number may land after a higher one: mirror the highest applied
+                c.execute(f"PRAGMA user_version = {max(m.version, *applied, *done)}")
         finally:
             if m.rebuilds:
                 conn.execute("PRAGMA foreign_keys=ON")

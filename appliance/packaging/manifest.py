@@ -104,6 +104,12 @@ def _era_dict(era: EraRecord) -> dict[str, Any]:
         "status": era.status,
         "error": era.error,
         "commits": list(era.commits),
+        "project": era.project,
+        "requires_python": era.requires_python,
+        "python": era.python,
+        "locked_as_of": era.locked_as_of,
+        "lock_tool": era.lock_tool,
+        "notes": list(era.notes),
     }
 
 
@@ -139,6 +145,7 @@ def build_manifest(
         ),
         "commits": [c.to_dict() for c in commits if c.status == "kept"],
         "rejected": [c.to_dict() for c in commits if c.status != "kept"],
+        "branches": list(repo.branches),
     }
 
 
@@ -195,6 +202,7 @@ def manifest_records(
         test_cmd=manifest["test_cmd"],
         source=source,
         manifest_sha256=manifest_sha256,
+        branches=list(manifest.get("branches", [])),
     )
     eras = [
         EraRecord(
@@ -207,6 +215,12 @@ def manifest_records(
             lock_sha256=e["lock_sha256"],
             status=e["status"],
             error=e["error"],
+            project=e.get("project"),
+            requires_python=e.get("requires_python"),
+            python=e.get("python"),
+            locked_as_of=e.get("locked_as_of"),
+            lock_tool=e.get("lock_tool"),
+            notes=list(e.get("notes", [])),
         )
         for e in manifest["eras"]
     ]

@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +46,11 @@ from packaging.utils import (
 )
 
 from appliance.atomic import write_atomic
-from appliance.errors import ConfigError, Failed, LockError, MissingWheel
+from appliance.errors import BrokenTools, ConfigError, Failed, LockError, MissingWheel
 from appliance.hashing import sha256_file
 from appliance.pipenv import clean_pip_env
 from appliance.records import EraRecord
+from harness.envs import find_uv
 
 LOCK_TIMEOUT_S = 1800
 DOWNLOAD_TIMEOUT_S = 3600
@@ -134,53 +135,96 @@ def _see_log(log: Path | None) -> str:
 # ---------------------------------------------------------------------------------------
 # Locking
 
+LOCK_TOOLS = ("auto", "uv", "pip-compile")
+
+
+@dataclass(frozen=True)
+class LockRequest:
+    """How one era is to be locked (``appliance.packaging.corpus`` decides it).
+
+    ``as_of``: resolve with the packages as they were uploaded by then (ISO 8601 UTC), so a
+    2021 commit gets the pytest of 2021, not today's; None: the newest. ``newest``: packages
+    taken as of today even so (the test runner, when its period version does not run on
+    this Python). ``exclude``: distributions that must not be in the lock, the project
+    itself above all: a test tool that depends on it (pytest on attrs, say) would
+    otherwise put a released copy in the era environment, and the tests would import
+    that instead of the checkout.
+    """
+
+    python: str
+    as_of: str | None = None
+    newest: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    interpreter: str | None = None  # the Python that builds sdists' metadata; None: this one
+    tool: str = "auto"
+
+
+@dataclass
+class LockInfo:
+    """What locking did: the tool, the cut-off it honoured, and what it could not honour."""
+
+    tool: str
+    as_of: str | None
+    notes: list[str] = field(default_factory=list)
+
 
 def lock_era(
     era: EraRecord,
-    python: str,
+    python: str | LockRequest,
     out_lock: Path,
     *,
     find_links: list[Path] | None = None,
     no_index: bool = False,
     log: Path | None = None,
     cache_dir: Path | None = None,
-) -> None:
+) -> LockInfo:
     """Resolve ``era``'s requirements and build back-end into a hash-pinned lock.
 
-    pip-compile resolves for the interpreter running it, so for the running Python cra
-    uses pip-compile (a core dependency); for another Python it needs uv's
-    ``--python-version``. The build back-end is locked with the rest so its wheels land
-    in the wheelhouse and editable installs work offline. Written atomically: a failed
-    lock leaves no file behind. Raises ``LockError`` naming the conflict.
+    ``python`` is the target X.Y, or a ``LockRequest`` saying more. uv (``uv pip compile
+    --generate-hashes``, the same lock format) is used when it is installed: it resolves
+    for any target Python, honours ``--exclude-newer`` per package, and is several times
+    faster than pip-compile, which stays the fallback (the running Python only; an
+    as-of date through pip's ``--uploaded-prior-to`` where pip has it). The build back-end
+    is locked with the rest so its wheels land in the wheelhouse and editable installs
+    work offline. Written atomically: a failed lock leaves no file behind. Raises
+    ``LockError`` naming the conflict.
     """
-    _python_tuple(python)
+    req = python if isinstance(python, LockRequest) else LockRequest(python=python)
+    _python_tuple(req.python)
+    if req.tool not in LOCK_TOOLS:
+        raise ConfigError(f"lock tool {req.tool!r} is unknown", hint=f"use one of {', '.join(LOCK_TOOLS)}")
     out_lock = Path(out_lock)
     out_lock.parent.mkdir(parents=True, exist_ok=True)
     links = [Path(p) for p in (find_links or [])]
+    uv = find_uv() if req.tool in ("auto", "uv") else None
+    if req.tool == "uv" and uv is None:
+        raise LockError("the uv lock tool was asked for but uv is not installed",
+                        hint="pip install 'cra[fast]', or set [packaging] lock_tool = \"auto\"")
+    info = LockInfo(tool="uv pip compile" if uv else "pip-compile", as_of=req.as_of)
     with tempfile.TemporaryDirectory(prefix="cra-lock-") as tmp:
         work = Path(tmp)
         (work / "requirements.in").write_text(
             "".join(f"{r}\n" for r in [*era.requirements, *era.build_requires])
         )
-        if _is_running_python(python):
+        if uv is not None:
+            cmd = _uv_compile(uv, req)
+        elif _is_running_python(req.python):
             cmd = [sys.executable, *PIP_COMPILE.split()]
             if cache_dir is not None:
                 cmd += ["--cache-dir", str(Path(cache_dir) / "pip-tools")]
-            tool = "pip-compile"
+            if req.as_of and _pip_knows_uploaded_prior_to():
+                cmd += ["--pip-args", f"--uploaded-prior-to={req.as_of}"]
+            elif req.as_of:
+                info.as_of = None
+                info.notes.append(f"locked with the newest packages: this pip cannot resolve as of {req.as_of}")
+            if req.newest and info.as_of:
+                info.notes.append(f"{', '.join(req.newest)} as of {req.as_of} too: pip-compile has no per-package cut-off")
         else:
-            uv = _find_uv()
-            if uv is None:
-                raise LockError(
-                    f"cannot lock era {era.key[:12]} for Python {python}: pip-compile only "
-                    f"resolves for the running Python {sys.version_info[0]}.{sys.version_info[1]}",
-                    hint="install uv (pip install 'cra[fast]') or run cra under that Python",
-                )
-            # --python: build sdists' metadata with this interpreter; never let uv go
-            # looking for (or downloading) an interpreter of the target version
-            cmd = [uv, "pip", "compile", "--quiet", "--generate-hashes", "--no-header"]
-            cmd += ["--no-python-downloads", "--python", sys.executable]
-            cmd += ["--python-version", python, "--output-file", "lock.txt"]
-            tool = "uv pip compile"
+            raise LockError(
+                f"cannot lock era {era.key[:12]} for Python {req.python}: pip-compile only "
+                f"resolves for the running Python {sys.version_info[0]}.{sys.version_info[1]}",
+                hint="install uv (pip install 'cra[fast]') or run cra under that Python",
+            )
         for link in links:
             cmd += ["--find-links", str(link.resolve())]
         if no_index:
@@ -195,20 +239,81 @@ def lock_era(
                 lambda m: inputs[int(m[1]) - 1] if int(m[1]) <= len(inputs) else m[0],
                 _lock_failure(out),
             )
+            when = f" as of {info.as_of[:10]}" if info.as_of else ""
             raise LockError(
-                f"{tool} could not resolve era {era.key[:12]} for Python {python}: {reason}",
+                f"{info.tool} could not resolve era {era.key[:12]} for Python {req.python}{when}: {reason}",
                 hint=_see_log(log),
             )
-        header = (
-            f"# cra lock for dependency era {era.key}, Python {python}\n"
-            f"# written by {tool} --generate-hashes; install it with --require-hashes\n"
-        )
-        write_atomic(out_lock, header + produced.read_text())
+        body, left_out = drop_from_lock(produced.read_text(), req.exclude)
+        header = [
+            f"# cra lock for dependency era {era.key}, Python {req.python}",
+            f"# written by {info.tool} --generate-hashes; install it with --require-hashes --no-deps",
+            f"# packages as uploaded by {info.as_of}" if info.as_of else "# the newest packages",
+        ]
+        if info.as_of and req.newest and uv is not None:
+            header.append(f"# except {', '.join(req.newest)}: the newest")
+        if left_out:
+            header.append(
+                f"# left out: {', '.join(left_out)} (the project itself: the checkout is installed editable)"
+            )
+        write_atomic(out_lock, "".join(f"{h}\n" for h in header) + body)
+    return info
 
 
-def _find_uv() -> str | None:
-    here = Path(sys.executable).parent / "uv"
-    return str(here) if here.exists() else shutil.which("uv")
+def _uv_compile(uv: str, req: LockRequest) -> list[str]:
+    # --python: the interpreter that builds sdists' metadata; never let uv go looking for
+    # (or downloading) one of the target version
+    cmd = [uv, "pip", "compile", "--quiet", "--generate-hashes", "--no-header"]
+    cmd += ["--no-python-downloads", "--python", req.interpreter or sys.executable]
+    cmd += ["--python-version", req.python, "--output-file", "lock.txt"]
+    if req.as_of:
+        cmd += ["--exclude-newer", req.as_of]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 86400))
+        for name in req.newest:
+            cmd += ["--exclude-newer-package", f"{name}={now}"]
+    return cmd
+
+
+_PIP_UPLOADED_PRIOR_TO: bool | None = None
+
+
+def _pip_knows_uploaded_prior_to() -> bool:
+    """Whether the pip pip-compile drives has ``--uploaded-prior-to`` (pip 25.3 and later)."""
+    global _PIP_UPLOADED_PRIOR_TO
+    if _PIP_UPLOADED_PRIOR_TO is None:
+        try:
+            from pip._internal.cli import cmdoptions
+
+            _PIP_UPLOADED_PRIOR_TO = hasattr(cmdoptions, "uploaded_prior_to")
+        except ImportError:
+            _PIP_UPLOADED_PRIOR_TO = False
+    return _PIP_UPLOADED_PRIOR_TO
+
+
+def drop_from_lock(text: str, names: Iterable[str]) -> tuple[str, list[str]]:
+    """The lock text without the pins of ``names`` (their hash lines and "# via" notes
+    too), and the pins it removed."""
+    wanted = {canonicalize_name(n) for n in names}
+    if not wanted:
+        return text, []
+    lines = text.splitlines(keepends=True)
+    out: list[str] = []
+    removed: list[str] = []
+    skipping = False
+    for line in lines:
+        if line[:1].isspace() and line.strip():
+            if not skipping:
+                out.append(line)  # a --hash continuation or a "# via" note of a kept pin
+            continue
+        skipping = False
+        head = line.split(";", 1)[0].split("\\", 1)[0].strip()
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*===?\s*(\S+)", head)
+        if match and canonicalize_name(match[1]) in wanted:
+            removed.append(f"{canonicalize_name(match[1])}=={match[3]}")
+            skipping = True
+            continue
+        out.append(line)
+    return "".join(out), removed
 
 
 _NOISE = re.compile(
@@ -509,6 +614,15 @@ def _download_missing(
             cmd += ["--dest", str(got)]
         code, out = _run(cmd, env=env, log=log, timeout=DOWNLOAD_TIMEOUT_S)
         if code != 0:
+            failed = set(_failed_builds(out))
+            pins = [f"{e.name}=={e.version}" for e in missing if e.name in failed]
+            if pins:
+                cause = _build_cause(out)
+                raise MissingWheel(
+                    f"no wheel of {', '.join(pins)} for Python {python}: the index has only an "
+                    f"sdist and building it failed{': ' + cause if cause else ''}",
+                    hint=_see_log(log),
+                )
             raise MissingWheel(
                 f"pip could not fetch or build the wheels of {lock.name}: {_lock_failure(out)}",
                 hint=_see_log(log),
@@ -533,6 +647,39 @@ def _download_missing(
             else:
                 report.built.append(path.name)
                 report.built_from[path.name] = sdist or f"the sdist of {name}=={version}"
+
+
+_FAILED_BUILD = re.compile(
+    r"Failed building wheel for (\S+)|Failed to build (?!one or more)(?!installable)([^\s(]\S*)"
+    r"|Failed to build installable wheels for some pyproject\.toml based projects \(([^)]*)\)"
+    r"|Could not build wheels for (\S+)"
+)
+
+
+def _failed_builds(output: str) -> list[str]:
+    """Canonical names of the distributions pip says it could not build a wheel for."""
+    names: list[str] = []
+    for match in _FAILED_BUILD.finditer(output):
+        for group in match.groups():
+            for name in re.split(r"[,\s]+", group or ""):
+                name = name.strip("'\"`")
+                if name and canonicalize_name(name) not in names:
+                    names.append(canonicalize_name(name))
+    return names
+
+
+def _build_cause(output: str) -> str | None:
+    """The last line a failed build printed (between pip's "[N lines of output]" and
+    "[end of output]"), which usually says why: a compiler error, a Python it refuses."""
+    lines = output.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].strip() == "[end of output]":
+            for j in range(i - 1, -1, -1):
+                text = lines[j].strip().lstrip("│").strip()
+                if text and not text.startswith("running ") and "lines of output" not in text:
+                    return text[:200]
+            return None
+    return None
 
 
 def _build_wheel(
@@ -597,6 +744,9 @@ def _add_built_hashes(
 # Verifying
 
 
+SMOKE_TEST = "def test_cra_smoke():\n    assert [1, 2] == [1, 2]\n"
+
+
 def verify_wheelhouse(
     lock: Path,
     wheelhouse: Path,
@@ -604,15 +754,23 @@ def verify_wheelhouse(
     python: str | None = None,
     editable: Path | None = None,
     log: Path | None = None,
+    use_uv: bool | None = None,
+    smoke: bool = False,
+    interpreter: str | None = None,
 ) -> None:
     """Prove the wheelhouse installs ``lock`` with no index, in a throwaway virtualenv.
 
     First a quick look for pins with no wheel at all (names every one of them at once),
-    then the real proof: ``pip install --no-index --find-links wheelhouse --only-binary
-    :all: --require-hashes -r lock`` into a fresh virtualenv, with no pip configuration
-    and no cache. With ``editable`` (a checkout of the repo) it also installs that
-    project editable, which needs the build back-end from the wheelhouse: the failure
-    real repos hit offline. Raises ``MissingWheel`` naming the package.
+    then the real proof: an install of exactly the lock (``--no-deps``: the lock is a
+    resolver's whole answer, and leaves the project itself out on purpose) with no index,
+    binary only, hash-checked, with no pip configuration and no cache: uv when installed
+    (``use_uv`` None), as the air-gapped side's environments use it, else pip. With
+    ``editable`` (a checkout of the repo) it also installs that project editable, which
+    needs the build back-end from the wheelhouse: the failure real repos hit offline.
+    With ``smoke`` it runs the lock's pytest on a one-line test: an old era's pytest may
+    install fine and still not run on this Python (pytest < 6.2 rewrites asserts in a way
+    3.10 refuses). Raises ``MissingWheel`` naming the package, ``BrokenTools`` when the
+    smoke test fails.
     """
     lock, wheelhouse = Path(lock), Path(wheelhouse)
     python = python or f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -629,12 +787,14 @@ def verify_wheelhouse(
             hint=f"fill it again from {lock.name} on the connected side (cra corpus add)",
         )
     env = _env(None)
+    uv = find_uv() if use_uv is not False else None
     with tempfile.TemporaryDirectory(prefix="cra-verify-") as tmp:
         venv = Path(tmp) / "venv"
         cmd = [sys.executable, "-m", "virtualenv", "--quiet", "--no-download"]
         cmd += ["--no-periodic-update", "--no-setuptools", str(venv)]
-        if not _is_running_python(python):
-            cmd += ["--python", python]
+        cmd += ["--no-seed"] if uv else []  # uv installs without a pip in the target
+        if interpreter or not _is_running_python(python):
+            cmd += ["--python", interpreter or python]
         code, out = _run(cmd, env=env, log=log, timeout=300)
         if code != 0:
             raise Failed(
@@ -642,23 +802,22 @@ def verify_wheelhouse(
                 hint=_see_log(log),
             )
         vpy = str(venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
-        # --no-compile: byte-compiling proves nothing about completeness and costs seconds
         offline = ["--no-index", "--find-links", str(wheelhouse.resolve())]
-        offline += ["--no-cache-dir", "--no-compile", "--progress-bar", "off"]
-        pip_install = [vpy, "-m", "pip", "install", *offline]
-        cmd = [
-            *pip_install,
-            "--only-binary",
-            ":all:",
-            "--require-hashes",
-            "-r",
-            str(lock.resolve()),
-        ]
+        if uv:
+            install = [uv, "pip", "install", "--python", vpy, "--offline", *offline, "--no-cache"]
+            cmd = [*install, "--no-build", "--no-deps", "--require-hashes", "-r", str(lock.resolve())]
+            env = {**env, "UV_PYTHON_DOWNLOADS": "never"}
+        else:
+            # --no-compile: byte-compiling proves nothing about completeness and costs seconds
+            offline += ["--no-cache-dir", "--no-compile", "--progress-bar", "off"]
+            install = [vpy, "-m", "pip", "install", *offline]
+            cmd = [*install, "--only-binary", ":all:", "--no-deps", "--require-hashes", "-r",
+                   str(lock.resolve())]
         code, out = _run(cmd, env=env, log=log, timeout=INSTALL_TIMEOUT_S)
         if code != 0:
             _raise_install_failure(out, lock, wheelhouse, log)
         if editable is not None:
-            cmd = [*pip_install, "--no-deps", "--editable", str(editable)]
+            cmd = [*install, "--no-deps", *(["--editable"] if not uv else ["-e"]), str(editable)]
             code, out = _run(cmd, env=env, log=log, timeout=INSTALL_TIMEOUT_S)
             if code != 0:
                 what = _missing_name(out)
@@ -667,6 +826,29 @@ def verify_wheelhouse(
                     + (f": the wheelhouse lacks {what}" if what else f": {_lock_failure(out)}"),
                     hint=f"its build back-end must be locked with the era; {_see_log(log)}",
                 )
+        if smoke and any(e.name == "pytest" for e in entries):
+            _smoke_test(vpy, Path(tmp), entries, python, log)
+
+
+def _smoke_test(vpy: str, tmp: Path, entries: list[LockEntry], python: str, log: Path | None) -> None:
+    """The lock's pytest must collect and pass a trivial test on this Python."""
+    test = tmp / "smoke" / "test_cra_smoke.py"
+    test.parent.mkdir()
+    test.write_text(SMOKE_TEST, encoding="utf-8")
+    (test.parent / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+    env = _env(None) | {"PYTHONDONTWRITEBYTECODE": "1", "HOME": str(tmp)}
+    cmd = [vpy, "-m", "pytest", "-p", "no:cacheprovider", "-rA", test.name]
+    code, out = _run(cmd, env=env, log=log, timeout=300, cwd=test.parent)
+    if code != 0 or "1 passed" not in out:
+        version = next((e.version for e in entries if e.name == "pytest"), "?")
+        lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+        why = next((ln[1:].strip() for ln in lines if ln.startswith("E ")), None) or next(
+            (ln for ln in lines if ln.startswith(("ERROR ", "FAILED "))), _lock_failure(out)
+        )
+        raise BrokenTools(
+            f"pytest {version} of this lock does not run on Python {python}: {why}",
+            hint=_see_log(log),
+        )
 
 
 def _missing_name(output: str) -> str | None:

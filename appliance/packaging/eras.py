@@ -1,0 +1,321 @@
+"""How each dependency era is locked, filled and proven, and what happens when it cannot be.
+
+An era is locked **as of its own time**: with the packages as they were uploaded shortly
+after its last commit landed (``uv pip compile --exclude-newer``), so a 2021 commit is
+tested with the pytest and hypothesis of 2021, not with today's, which refuse what it
+does (``pytest.warns(None)`` under pytest 9). The date and the tool are written into the
+lock's header, the era record and the manifest. Where the period packages cannot serve
+this Python, an era falls back one step at a time, each step recorded in its notes:
+
+1. as of its date;
+2. as of its date, but the test runner (pytest) the newest: a period pytest may install
+   and still not run on a newer Python (pytest < 6.2 on 3.10+), which the smoke test
+   after every install finds out;
+3. the newest packages;
+4. the same on each other Python the box has (``[packaging] pythons``) that the era's
+   ``requires-python`` admits: an old era whose sdists build only on an older Python.
+
+An era none of these serve is recorded as **unresolvable**, with the package named in the
+reason; its commits keep the era and so the reason, and every other era and commit is
+packaged: one bad era never sinks a repo. The project's own distribution is never in a
+lock (a test tool may depend on it: the checkout is what must be tested).
+
+Eras are locked concurrently (``[packaging] lock_workers``; locking is one process per
+era, mostly waiting on the index) and share one download cache (``var/cache/packaging``).
+Filling the wheelhouse is serialised, since eras share it and a wheel built from an sdist
+for one era is recorded in the others' locks; verifying runs concurrently again.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.utils import canonicalize_name, canonicalize_version, parse_wheel_filename
+
+from appliance.config import Home, PackagingConfig
+from appliance.errors import CraError
+from appliance.hashing import sha256_file
+from appliance.records import EraRecord
+from harness.envs import find_uv
+from harness.git import git
+
+TEST_RUNNER = ("pytest",)  # taken as of today in step 2
+MAX_ERROR_CHARS = 900
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One way of locking an era, tried in order until one installs and runs."""
+
+    label: str  # "as of 2021-06-02", "newest on Python 3.9", ...
+    python: str
+    interpreter: str | None
+    as_of: str | None
+    newest: tuple[str, ...] = ()
+
+
+@dataclass
+class ErasReport:
+    """Wall-clock seconds during which at least one era was in each step."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    """Intervals per step, from several threads; ``union`` is what a user waits for."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.spans: dict[str, list[tuple[float, float]]] = {}
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.spans.setdefault(name, []).append((start, time.monotonic()))
+
+    def union(self) -> dict[str, float]:
+        out = {}
+        for name, spans in self.spans.items():
+            total, end = 0.0, float("-inf")
+            for a, b in sorted(spans):
+                if b > end:
+                    total += b - max(a, end)
+                    end = b
+            out[name] = round(total, 3)
+        return out
+
+
+def landed_at(repo_dir: Path, shas: list[str]) -> dict[str, int]:
+    """When each commit landed (committer time, seconds since the epoch), one git process.
+
+    The committer date, not the author date: a pull request written in January and merged
+    in March was tested against March's packages.
+    """
+    if not shas:
+        return {}
+    out = git(repo_dir, "log", "--no-walk=unsorted", "--format=%H %ct", "--stdin",
+              input="".join(f"{s}\n" for s in shas).encode())
+    found = {}
+    for line in out.splitlines():
+        sha, _, ts = line.partition(" ")
+        if ts.strip().isdigit():
+            found[sha] = int(ts)
+    return found
+
+
+def era_as_of(era: EraRecord, landed: dict[str, int], grace_days: int) -> str | None:
+    """ISO 8601 UTC: ``grace_days`` after the era's last commit landed (None: unknown)."""
+    times = [landed[s] for s in era.commits if s in landed]
+    if not times:
+        return None
+    moment = datetime.fromtimestamp(max(times), UTC) + timedelta(days=grace_days)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def interpreter_for(python: str) -> str | None:
+    """An interpreter of ``python`` on this machine (the running one when it matches)."""
+    if python == f"{sys.version_info[0]}.{sys.version_info[1]}":
+        return sys.executable
+    return shutil.which(f"python{python}")
+
+
+def pythons_for(era: EraRecord, box: str, others: list[str]) -> tuple[list[str], list[str]]:
+    """The Pythons to try for ``era``, best first, and notes on the choice.
+
+    The box's Python first when the era's ``requires-python`` admits it, then the box's
+    other Pythons it admits, newest first. When it admits none, the box's Python anyway:
+    the declaration may be stale, and the lock and the tests will tell.
+    """
+    notes: list[str] = []
+    candidates = list(dict.fromkeys([box, *sorted(others, key=_version_key, reverse=True)]))
+    if not era.requires_python:
+        return candidates, notes
+    try:
+        spec = SpecifierSet(era.requires_python)
+    except InvalidSpecifier:
+        notes.append(f"requires-python {era.requires_python!r} is not a specifier; ignored")
+        return candidates, notes
+    fits = [p for p in candidates if spec.contains(f"{p}.0", prereleases=True)]
+    if not fits:
+        notes.append(f"requires-python {era.requires_python} admits none of Python "
+                     f"{', '.join(candidates)}; locked for {box} anyway")
+        return candidates, notes
+    if fits[0] != box:
+        notes.append(f"requires-python {era.requires_python} excludes Python {box}")
+    return fits, notes
+
+
+def _version_key(python: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in python.split(".") if p.isdigit())
+
+
+def attempts_for(era: EraRecord, as_of: str | None, pythons: list[str], *, uv: bool) -> list[Attempt]:
+    """The steps of the module docstring, for ``era``."""
+    out: list[Attempt] = []
+    for i, py in enumerate(pythons):
+        interpreter = interpreter_for(py)
+        suffix = "" if i == 0 else f" on Python {py}"
+        if as_of:
+            out.append(Attempt(f"as of {as_of[:10]}{suffix}", py, interpreter, as_of))
+            if uv:
+                out.append(Attempt(f"as of {as_of[:10]} with the newest {', '.join(TEST_RUNNER)}{suffix}",
+                                   py, interpreter, as_of, TEST_RUNNER))
+        out.append(Attempt(f"newest{suffix}", py, interpreter, None))
+    return out
+
+
+def package_eras(
+    home: Home, name: str, repo_dir: Path, eras: list[EraRecord], pk: PackagingConfig, box: str,
+    *, progress: Progress | None = None,
+) -> ErasReport:
+    """Lock, fill and verify every era (see the module docstring); sets each era's fields."""
+    tick = progress or (lambda step, done, total: None)
+    clock = _Clock()
+    wheelhouse = home.wheelhouse(name)
+    home.locks_dir(name).mkdir(parents=True, exist_ok=True)
+    log_dir = home.logs / "corpus" / name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    cache = home.var / "cache" / "packaging"
+    landed = landed_at(repo_dir, [s for e in eras for s in e.commits]) if pk.lock_as_of else {}
+    uv = pk.lock_tool != "pip-compile" and find_uv() is not None
+    fill_lock = threading.Lock()
+    own_fallback = canonicalize_name(name)
+
+    def one(era: EraRecord) -> None:
+        pythons, notes = pythons_for(era, box, [p for p in pk.pythons if p != box])
+        as_of = era_as_of(era, landed, pk.lock_grace_days) if pk.lock_as_of else None
+        job = _EraJob(era, wheelhouse, home.locks_dir(name) / f"{era.key[:12]}.txt",
+                      log_dir / f"lock-{era.key[:12]}.log", pk, cache, clock, fill_lock,
+                      era.project or own_fallback)
+        job.notes += notes
+        job.run(attempts_for(era, as_of, pythons, uv=uv))
+
+    done = 0
+    tick("lock", 0, len(eras))
+    workers = max(1, min(pk.lock_workers, len(eras)))
+    with concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="era") as pool:
+        for future in concurrent.futures.as_completed([pool.submit(one, e) for e in eras]):
+            future.result()
+            done += 1
+            tick("lock", done, len(eras))
+    with clock.step("prune"):
+        prune_wheelhouse(wheelhouse, [wheelhouse / e.lock_path for e in eras if e.lock_path])
+    return ErasReport(timings=clock.union())
+
+
+@dataclass
+class _EraJob:
+    era: EraRecord
+    wheelhouse: Path
+    lock: Path
+    log: Path
+    pk: PackagingConfig
+    cache: Path
+    clock: _Clock
+    fill_lock: threading.Lock
+    own: str
+    notes: list[str] = field(default_factory=list)
+
+    def run(self, attempts: list[Attempt]) -> None:
+        from appliance.packaging.wheelhouse import LockRequest, lock_era
+
+        failures: list[tuple[str, str]] = []  # (attempt label, reason)
+        failed_bodies: dict[str, str] = {}  # lock body -> reason: the same lock fails the same way
+        links = [Path(p) for p in self.pk.find_links]
+        for attempt in attempts:
+            request = LockRequest(
+                python=attempt.python, as_of=attempt.as_of, newest=attempt.newest,
+                exclude=(self.own,), interpreter=attempt.interpreter, tool=self.pk.lock_tool,
+            )
+            try:
+                with self.clock.step("lock"):
+                    info = lock_era(self.era, request, self.lock, find_links=links,
+                                    no_index=self.pk.no_index, log=self.log, cache_dir=self.cache)
+                body = _body(self.lock)
+                if body in failed_bodies:
+                    failures.append((attempt.label, f"the same lock as before: {failed_bodies[body]}"))
+                    continue
+                try:
+                    self._fill_and_verify(attempt)
+                except CraError as exc:
+                    failed_bodies[body] = str(exc)
+                    raise
+            except CraError as exc:
+                failures.append((attempt.label, str(exc)))
+                continue
+            self.era.status, self.era.error = "locked", None
+            self.era.lock_path = str(self.lock.relative_to(self.wheelhouse))
+            self.era.lock_sha256 = sha256_file(self.lock)
+            self.era.python, self.era.locked_as_of, self.era.lock_tool = attempt.python, info.as_of, info.tool
+            self.era.notes = [*self.notes, *(f"{label}: {why}" for label, why in failures), *info.notes]
+            if attempt.newest and info.as_of:
+                self.era.notes.append(f"{', '.join(attempt.newest)} taken as of today")
+            return
+        self.lock.unlink(missing_ok=True)
+        self.era.status, self.era.lock_path, self.era.lock_sha256 = "unresolvable", None, None
+        self.era.notes = [*self.notes, *(f"{label}: {why}" for label, why in failures)]
+        self.era.error = _summary(failures)
+
+    def _fill_and_verify(self, attempt: Attempt) -> None:
+        from appliance.packaging.wheelhouse import fill_wheelhouse, verify_wheelhouse
+
+        links = [Path(p) for p in self.pk.find_links]
+        with self.fill_lock, self.clock.step("fill"):
+            fill_wheelhouse(self.lock, self.wheelhouse, attempt.python, find_links=links,
+                            no_index=self.pk.no_index, log=self.log, cache_dir=self.cache)
+        with self.clock.step("verify"):
+            verify_wheelhouse(self.lock, self.wheelhouse, python=attempt.python, log=self.log,
+                              use_uv=None if self.pk.use_uv else False, smoke=True,
+                              interpreter=attempt.interpreter)
+
+
+def _body(lock: Path) -> str:
+    return "".join(ln for ln in lock.read_text().splitlines(keepends=True) if not ln.startswith("#"))
+
+
+def _summary(failures: list[tuple[str, str]]) -> str:
+    """The first failure, and each later one that says something else."""
+    if not failures:
+        return "no way to lock it was tried"
+    parts: list[str] = []
+    seen: set[str] = set()
+    for label, why in failures:
+        if why.startswith("the same lock as before") or why in seen:
+            continue
+        seen.add(why)
+        parts.append(f"{label}: {why}")
+    text = "; ".join(parts)
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def prune_wheelhouse(wheelhouse: Path, locks: list[Path]) -> list[str]:
+    """Delete the wheels no lock pins (left by eras that fell back); returns their names."""
+    from appliance.packaging.wheelhouse import read_lock
+
+    pinned = {(e.name, canonicalize_version(e.version)) for lock in locks for e in read_lock(lock)}
+    removed = []
+    for path in sorted(Path(wheelhouse).glob("*.whl")):
+        try:
+            dist, version, _, _ = parse_wheel_filename(path.name)
+        except ValueError:
+            continue
+        if (str(dist), canonicalize_version(version)) not in pinned:
+            path.unlink()
+            removed.append(path.name)
+    return removed
