@@ -19,7 +19,6 @@ from repo_builder import RepoBuilder
 from appliance.errors import ConfigError, Failed, LockError, MissingWheel
 from appliance.packaging.wheelhouse import (
     _add_built_hashes,
-    _find_uv,
     _lock_failure,
     fill_wheelhouse,
     lock_era,
@@ -29,6 +28,7 @@ from appliance.packaging.wheelhouse import (
 )
 from appliance.records import CommitRecord, EraRecord
 from harness.deps import assign_eras
+from harness.envs import find_uv
 
 PY = f"{sys.version_info[0]}.{sys.version_info[1]}"
 
@@ -254,7 +254,7 @@ def test_a_conflict_is_a_lock_error_naming_both_sides(tmp_path: Path, pip_cache:
 
 
 @pytest.mark.network
-@pytest.mark.skipif(_find_uv() is None, reason="uv is not installed")
+@pytest.mark.skipif(find_uv() is None, reason="uv is not installed")
 def test_another_python_is_locked_with_uv_and_its_markers(tmp_path: Path, pip_cache: Path) -> None:
     reqs = ["iniconfig", "tomli; python_version < '3.11'"]
     lock_era(era_of(reqs), "3.10", tmp_path / "310.txt", cache_dir=pip_cache)

@@ -852,12 +852,13 @@ def _smoke_test(vpy: str, tmp: Path, entries: list[LockEntry], python: str, log:
 
 
 def _missing_name(output: str) -> str | None:
+    """The requirement pip (or uv) found no file for."""
     match = re.search(
         r"(?:No matching distribution found for|Could not find a version that satisfies "
-        r"the requirement)\s+(\S+)",
+        r"the requirement)\s+(\S+)|Because (\S+) was not found in the provided package locations",
         output,
     )
-    return match[1] if match else None
+    return (match[1] or match[2]) if match else None
 
 
 def _raise_install_failure(output: str, lock: Path, wheelhouse: Path, log: Path | None) -> None:
@@ -867,9 +868,10 @@ def _raise_install_failure(output: str, lock: Path, wheelhouse: Path, log: Path 
             f"{wheelhouse} cannot install {what} offline (needed by {lock.name})",
             hint=f"fill it again from {lock.name} on the connected side; {_see_log(log)}",
         )
-    if "DO NOT MATCH THE HASHES" in output:
+    if "DO NOT MATCH THE HASHES" in output or "Hash mismatch for" in output:
         bad = re.findall(r"^\s+(\S+==\S+) from (\S+)", output, re.MULTILINE)
-        names = ", ".join(f"{req} ({Path(url).name})" for req, url in bad) or "a wheel"
+        names = ", ".join(f"{req} ({Path(url).name})" for req, url in bad)
+        names = names or ", ".join(re.findall(r"Hash mismatch for `([^`]+)`", output)) or "a wheel"
         raise Failed(
             f"{wheelhouse}: {names} does not match the hash in {lock.name}",
             hint="the file was altered or replaced; delete it and fill the wheelhouse again",
