@@ -143,9 +143,14 @@ def judge_stage1(
     ``settings`` are the project's pytest settings at the commit: what it collects as a
     test module is test-side, and counts for the tests stage.
     """
-    if settings != DEFAULT_SETTINGS:
-        for f in raw.files:
-            f.kind = filters.classify_path(f.path, settings)
+    record = judge_message(raw, config)
+    if record.status == "kept":
+        judge_change(record, raw, config, settings)
+    return record
+
+
+def judge_message(raw: LoggedCommit, config: MiningConfig) -> CommitRecord:
+    """A record for one commit with the message stage's verdict."""
     is_merge = len(raw.parents) > 1
     title, message = filters.split_message(raw.raw_message, is_merge=is_merge)
     record = CommitRecord(
@@ -166,24 +171,38 @@ def judge_stage1(
         is_merge=is_merge,
     )
     record.scores["message"] = filters.message_score(msg)
+    reason = filters.first_rejection(filters.MESSAGE_RULES, msg, config)
+    if reason:
+        record.reject(MESSAGE, reason)
+    return record
+
+
+def judge_change(
+    record: CommitRecord, raw: LoggedCommit, config: MiningConfig, settings: PytestSettings
+) -> None:
+    """The size and tests stages, on a record the message stage kept."""
+    if settings != DEFAULT_SETTINGS:
+        for f in raw.files:
+            f.kind = filters.classify_path(f.path, settings)
     change = filters.Change(files=raw.files, is_root=not raw.parents, settings=settings)
-    stage, reason = MESSAGE, filters.first_rejection(filters.MESSAGE_RULES, msg, config)
-    if not reason:
-        stage, reason = SIZE, filters.first_rejection(filters.SIZE_RULES, change, config)
+    stage, reason = SIZE, filters.first_rejection(filters.SIZE_RULES, change, config)
     if not reason:
         stage, reason = TESTS, filters.first_rejection(filters.TESTS_RULES, change, config)
     if reason:
         record.reject(stage, reason)
-    return record
 
 
-def pytest_settings(repo_dir: Path, raws: Sequence[LoggedCommit]) -> dict[str, PytestSettings]:
-    """The pytest settings at each of ``raws`` (oldest first), from one ``git cat-file``.
+def pytest_settings(
+    repo_dir: Path, raws: Sequence[LoggedCommit], wanted: set[str] | None = None
+) -> dict[str, PytestSettings]:
+    """The pytest settings at each of ``raws`` (oldest first) that is ``wanted`` (default:
+    all), from one ``git cat-file``.
 
     Settings are read where they can have changed: at a commit whose numstat names a root
     config file, at the first commit, and at any commit that does not follow the one
     before it (a segment's start, a maintenance branch's commit). Every other commit has
-    its parent's, which is the previous one's.
+    its parent's, which is the previous one's. A file version met before is not parsed
+    again.
     """
     key_of: dict[str, str] = {}
     prev: str | None = None
@@ -196,14 +215,18 @@ def pytest_settings(repo_dir: Path, raws: Sequence[LoggedCommit]) -> dict[str, P
             key = raw.sha
         key_of[raw.sha] = key
         prev = raw.sha
+    if wanted is not None:
+        key_of = {sha: k for sha, k in key_of.items() if sha in wanted}
     keys = sorted(set(key_of.values()))
     blobs = cat_files(repo_dir, [f"{k}:{name}" for k in keys for name in CONFIG_FILES])
-    read = {
-        k: settings_from_blobs(
-            {name: blobs[f"{k}:{name}"][1] for name in CONFIG_FILES if f"{k}:{name}" in blobs}
-        )
-        for k in keys
-    }
+    parsed: dict[tuple[str, ...], PytestSettings] = {}
+    read: dict[str, PytestSettings] = {}
+    for k in keys:
+        found = {name: blobs[f"{k}:{name}"] for name in CONFIG_FILES if f"{k}:{name}" in blobs}
+        ids = tuple(f"{name}:{oid}" for name, (oid, _) in found.items())
+        if ids not in parsed:
+            parsed[ids] = settings_from_blobs({name: data for name, (_, data) in found.items()})
+        read[k] = parsed[ids]
     return {sha: read[k] for sha, k in key_of.items()}
 
 
@@ -568,8 +591,11 @@ def _judge(
     repo_dir: Path, config: MiningConfig, raws: list[LoggedCommit], progress: Progress | None,
 ) -> list[CommitRecord]:
     """Both stages over ``raws`` (oldest first)."""
-    settings = pytest_settings(repo_dir, raws)
-    records = [judge_stage1(raw, config, settings[raw.sha]) for raw in raws]
+    records = [judge_message(raw, config) for raw in raws]
+    settings = pytest_settings(repo_dir, raws, {r.sha for r in records if r.status == "kept"})
+    for raw, record in zip(raws, records, strict=True):
+        if record.status == "kept":
+            judge_change(record, raw, config, settings[raw.sha])
     survivors = [r for r in records if r.status == "kept"]
     total = len(records)
     done = total - len(survivors)

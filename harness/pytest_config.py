@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import fnmatch
 import posixpath
+import re
 import shlex
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -144,6 +145,10 @@ def _from_table(table: Mapping[str, Any], source: str, notes: list[str]) -> Pyte
     )
 
 
+# Text a file must hold for pytest to take it as its config (pytest.ini needs none).
+_MARKERS = {"pyproject.toml": "pytest", "tox.ini": "[pytest]", "setup.cfg": "[tool:pytest]"}
+
+
 def parse_config(name: str, text: str, where: str = "") -> PytestSettings | None:
     """Settings from one candidate file, or None when pytest would not take it as its config.
 
@@ -152,9 +157,12 @@ def parse_config(name: str, text: str, where: str = "") -> PytestSettings | None
     gives the defaults with a note: pytest itself would refuse to start there.
     """
     label = posixpath.join(where, name) if where else name
+    marker = _MARKERS.get(name)
+    if marker is not None and marker not in text:
+        return None  # no pytest section at all: spare the parse (mining reads many versions)
     if name == "pyproject.toml":
         try:
-            data = tomllib.loads(text)
+            data = _pytest_tables(text)
         except tomllib.TOMLDecodeError as exc:
             return None if "pytest" not in text else PytestSettings(
                 source=label, notes=(f"{label}: not valid TOML ({exc}); pytest's defaults used",)
@@ -181,6 +189,25 @@ def parse_config(name: str, text: str, where: str = "") -> PytestSettings | None
         # pytest.ini is pytest's config even without a [pytest] section (an empty one)
         return PytestSettings(source=label) if name in ("pytest.ini", ".pytest.ini") else None
     return _from_table(dict(ini[section].items()), f"{label} [{section}]", [])
+
+
+_TABLE = re.compile(r"^\[\s*tool\s*\.\s*pytest\s*(\.\s*ini_options\s*)?\]\s*(#.*)?$", re.MULTILINE)
+
+
+def _pytest_tables(text: str) -> dict[str, Any]:
+    """The ``[tool.pytest...]`` tables of a pyproject.toml, parsed alone when they can be
+    cut out by their headers (a whole attrs pyproject takes 20 ms to parse, and mining
+    reads every version of it); the whole file otherwise."""
+    pieces = []
+    for match in _TABLE.finditer(text):
+        end = re.search(r"^\[", text[match.end():], re.MULTILINE)
+        pieces.append(text[match.start(): match.end() + end.start() if end else len(text)])
+    if pieces:
+        try:
+            return tomllib.loads("\n".join(pieces))
+        except tomllib.TOMLDecodeError:
+            pass  # cut in the wrong place (a value line starting with "["): parse it all
+    return tomllib.loads(text)
 
 
 def read_settings(read: Read, folders: Iterable[str] = ("",)) -> PytestSettings:
@@ -264,7 +291,7 @@ _DROP: dict[str, bool | None] = {
     "--random-order": False, "--random-order-bucket": True, "--random-order-seed": True,
     # reshape the report the cross-checks read (closing line, summary, junit, exit status)
     "-q": False, "--quiet": False, "-v": False, "--verbose": False, "--verbosity": True,
-    "-r": True, "--tb": True, "--no-summary": False, "--color": True, "--code-highlight": True,
+    "--tb": True, "--no-summary": False, "--color": True, "--code-highlight": True,
     "--setup-show": False,
     "--junitxml": True, "--junit-xml": True, "--junit-prefix": True, "--junitprefix": True,
     "--resultlog": True, "--result-log": True, "--report-log": True,
@@ -274,8 +301,9 @@ _DROP: dict[str, bool | None] = {
     "--cov-append": False, "--cov-branch": False, "--no-cov": False, "--no-cov-on-fail": False,
 }
 # Options the project may keep, with a value: their value must not be read as an option.
+# (-r is kept: cra's own -rA comes later on the command line and wins.)
 _KEEP_WITH_VALUE = frozenset({
-    "-p", "-W", "--pythonwarnings", "-c", "--config-file", "-o", "--override-ini", "--rootdir",
+    "-p", "-r", "-W", "--pythonwarnings", "-c", "--config-file", "-o", "--override-ini", "--rootdir",
     "--import-mode", "--confcutdir", "--basetemp", "--ignore", "--ignore-glob", "--durations",
     "--durations-min", "--capture", "--log-level", "--log-format", "--log-date-format",
     "--log-cli-level", "--log-file", "--log-file-level", "--doctest-glob", "--doctest-report",
