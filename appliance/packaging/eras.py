@@ -7,10 +7,11 @@ does (``pytest.warns(None)`` under pytest 9). The date and the tool are written 
 lock's header, the era record and the manifest. Where the period packages cannot serve
 this Python, an era falls back one step at a time, each step recorded in its notes:
 
-1. as of its date;
-2. as of its date, but the test runner (pytest) the newest: a period pytest may install
-   and still not run on a newer Python (pytest < 6.2 on 3.10+), which the smoke test
-   after every install finds out;
+1. as of its date, but for the build back-end, which only installs the checkout and must
+   be today's (a period setuptools cannot make an editable install for today's uv);
+2. as of its date, but the test runner (pytest) the newest too: a period pytest may
+   install and still not run on a newer Python (pytest < 6.2 on 3.10+), which the smoke
+   test after every install finds out;
 3. the newest packages;
 4. the same on each other Python the box has (``[packaging] pythons``) that the era's
    ``requires-python`` admits: an old era whose sdists build only on an older Python.
@@ -35,16 +36,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name, canonicalize_version, parse_wheel_filename
 
 from appliance.config import Home, PackagingConfig
 from appliance.errors import CraError
 from appliance.hashing import sha256_file
+from appliance.packaging.wheelhouse import resolve_names
 from appliance.records import EraRecord
 from harness.envs import find_uv
 from harness.git import git
@@ -165,18 +168,55 @@ def _version_key(python: str) -> tuple[int, ...]:
     return tuple(int(p) for p in python.split(".") if p.isdigit())
 
 
-def attempts_for(era: EraRecord, as_of: str | None, pythons: list[str], *, uv: bool) -> list[Attempt]:
-    """The steps of the module docstring, for ``era``."""
+def attempts_for(
+    era: EraRecord, as_of: str | None, pythons: list[str], *, uv: bool, tools: list[str] | None = None,
+) -> list[Attempt]:
+    """The steps of the module docstring, for ``era``.
+
+    The build back-end and what it brings along (``tools``; default: the build
+    requirements' own names) are always today's: they only install the checkout
+    (editable), which a period setuptools (no PEP 660 before 64) cannot do with today's
+    installers, and a setuptools of today imports the ``packaging`` it finds installed.
+    """
+    tools_ = tuple(dict.fromkeys(tools if tools is not None else _names(era.build_requires)))
     out: list[Attempt] = []
     for i, py in enumerate(pythons):
         interpreter = interpreter_for(py)
         suffix = "" if i == 0 else f" on Python {py}"
         if as_of:
-            out.append(Attempt(f"as of {as_of[:10]}{suffix}", py, interpreter, as_of))
+            out.append(Attempt(f"as of {as_of[:10]}{suffix}", py, interpreter, as_of, tools_))
             if uv:
                 out.append(Attempt(f"as of {as_of[:10]} with the newest {', '.join(TEST_RUNNER)}{suffix}",
-                                   py, interpreter, as_of, TEST_RUNNER))
+                                   py, interpreter, as_of, tuple(dict.fromkeys((*tools_, *TEST_RUNNER)))))
         out.append(Attempt(f"newest{suffix}", py, interpreter, None))
+    return out
+
+
+def with_core(requirements: list[str]) -> list[str]:
+    """``setuptools`` as ``setuptools[core]``: a setuptools of today (71 and later) imports
+    the packaging, more-itertools, ... it finds installed before its own vendored copies,
+    and its ``core`` extra says which versions it needs. Locked with it, an era's
+    environment has them; locked without, a period ``packaging`` breaks its builds."""
+    out = []
+    for text in requirements:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            out.append(text)
+            continue
+        if canonicalize_name(req.name) == "setuptools" and not req.extras and not req.url:
+            req.extras = {"core"}
+        out.append(str(req))
+    return out
+
+
+def _names(requirements: list[str]) -> list[str]:
+    out = []
+    for text in requirements:
+        try:
+            out.append(canonicalize_name(Requirement(text).name))
+        except InvalidRequirement:
+            continue
     return out
 
 
@@ -196,15 +236,22 @@ def package_eras(
     uv = pk.lock_tool != "pip-compile" and find_uv() is not None
     fill_lock = threading.Lock()
     own_fallback = canonicalize_name(name)
+    links = [Path(p) for p in pk.find_links]
 
     def one(era: EraRecord) -> None:
         pythons, notes = pythons_for(era, box, [p for p in pk.pythons if p != box])
         as_of = era_as_of(era, landed, pk.lock_grace_days) if pk.lock_as_of else None
-        job = _EraJob(era, wheelhouse, home.locks_dir(name) / f"{era.key[:12]}.txt",
-                      log_dir / f"lock-{era.key[:12]}.log", pk, cache, clock, fill_lock,
-                      era.project or own_fallback)
+        log = log_dir / f"lock-{era.key[:12]}.log"
+        job = _EraJob(era, wheelhouse, home.locks_dir(name) / f"{era.key[:12]}.txt", log, pk,
+                      cache, clock, fill_lock, era.project or own_fallback)
         job.notes += notes
-        job.run(attempts_for(era, as_of, pythons, uv=uv))
+        tools = None
+        if as_of and uv:
+            with clock.step("lock"):
+                tools = resolve_names(with_core(era.build_requires), box, find_links=links,
+                                      no_index=pk.no_index, log=log, cache_dir=cache)
+        job.core = tools is not None
+        job.run(attempts_for(era, as_of, pythons, uv=uv, tools=tools))
 
     done = 0
     tick("lock", 0, len(eras))
@@ -232,6 +279,15 @@ class _EraJob:
     own: str
     notes: list[str] = field(default_factory=list)
 
+    core: bool = False  # lock setuptools with its core extra when taken as of a date
+
+    def for_lock(self, attempt: Attempt) -> EraRecord:
+        """The era as ``attempt`` locks it: as of a date, ``setuptools`` with its ``core``
+        extra (``with_core``), where that resolved at all (not from a bare wheel folder)."""
+        if self.core and attempt.as_of:
+            return replace(self.era, build_requires=with_core(self.era.build_requires))
+        return self.era
+
     def run(self, attempts: list[Attempt]) -> None:
         from appliance.packaging.wheelhouse import LockRequest, lock_era
 
@@ -245,7 +301,7 @@ class _EraJob:
             )
             try:
                 with self.clock.step("lock"):
-                    info = lock_era(self.era, request, self.lock, find_links=links,
+                    info = lock_era(self.for_lock(attempt), request, self.lock, find_links=links,
                                     no_index=self.pk.no_index, log=self.log, cache_dir=self.cache)
                 body = _body(self.lock)
                 if body in failed_bodies:
@@ -265,7 +321,7 @@ class _EraJob:
             self.era.python, self.era.locked_as_of, self.era.lock_tool = attempt.python, info.as_of, info.tool
             self.era.notes = [*self.notes, *(f"{label}: {why}" for label, why in failures), *info.notes]
             if attempt.newest and info.as_of:
-                self.era.notes.append(f"{', '.join(attempt.newest)} taken as of today")
+                self.era.notes.append(f"{_some(attempt.newest)} taken as of today")
             return
         self.lock.unlink(missing_ok=True)
         self.era.status, self.era.lock_path, self.era.lock_sha256 = "unresolvable", None, None
@@ -283,6 +339,14 @@ class _EraJob:
             verify_wheelhouse(self.lock, self.wheelhouse, python=attempt.python, log=self.log,
                               use_uv=None if self.pk.use_uv else False, smoke=True,
                               interpreter=attempt.interpreter)
+
+
+def _some(names: tuple[str, ...], shown: int = 4) -> str:
+    """``a, b, c, d and 12 more``, the test runner always named."""
+    first = [n for n in names if n in TEST_RUNNER] + [n for n in names if n not in TEST_RUNNER]
+    if len(first) <= shown:
+        return ", ".join(first)
+    return f"{', '.join(first[:shown])} and {len(first) - shown} more"
 
 
 def _body(lock: Path) -> str:

@@ -140,12 +140,12 @@ LOCK_TOOLS = ("auto", "uv", "pip-compile")
 
 @dataclass(frozen=True)
 class LockRequest:
-    """How one era is to be locked (``appliance.packaging.corpus`` decides it).
+    """How one era is to be locked (``appliance.packaging.eras`` decides it).
 
     ``as_of``: resolve with the packages as they were uploaded by then (ISO 8601 UTC), so a
     2021 commit gets the pytest of 2021, not today's; None: the newest. ``newest``: packages
-    taken as of today even so (the test runner, when its period version does not run on
-    this Python). ``exclude``: distributions that must not be in the lock, the project
+    taken as of today even so (the build back-end, which only installs the checkout; the
+    test runner, when its period version does not run on this Python). ``exclude``: distributions that must not be in the lock, the project
     itself above all: a test tool that depends on it (pytest on attrs, say) would
     otherwise put a released copy in the era environment, and the tests would import
     that instead of the checkout.
@@ -212,13 +212,17 @@ def lock_era(
             cmd = [sys.executable, *PIP_COMPILE.split()]
             if cache_dir is not None:
                 cmd += ["--cache-dir", str(Path(cache_dir) / "pip-tools")]
-            if req.as_of and _pip_knows_uploaded_prior_to():
+            if req.as_of and req.newest:
+                info.as_of = None
+                info.notes.append(
+                    f"locked with the newest packages: pip-compile cannot take {', '.join(req.newest)} "
+                    f"as of today and the rest as of {req.as_of[:10]} (uv can)"
+                )
+            elif req.as_of and _pip_knows_uploaded_prior_to():
                 cmd += ["--pip-args", f"--uploaded-prior-to={req.as_of}"]
             elif req.as_of:
                 info.as_of = None
-                info.notes.append(f"locked with the newest packages: this pip cannot resolve as of {req.as_of}")
-            if req.newest and info.as_of:
-                info.notes.append(f"{', '.join(req.newest)} as of {req.as_of} too: pip-compile has no per-package cut-off")
+                info.notes.append(f"locked with the newest packages: this pip cannot resolve as of {req.as_of[:10]}")
         else:
             raise LockError(
                 f"cannot lock era {era.key[:12]} for Python {req.python}: pip-compile only "
@@ -260,10 +264,10 @@ def lock_era(
     return info
 
 
-def _uv_compile(uv: str, req: LockRequest) -> list[str]:
+def _uv_compile(uv: str, req: LockRequest, *, hashes: bool = True) -> list[str]:
     # --python: the interpreter that builds sdists' metadata; never let uv go looking for
     # (or downloading) one of the target version
-    cmd = [uv, "pip", "compile", "--quiet", "--generate-hashes", "--no-header"]
+    cmd = [uv, "pip", "compile", "--quiet", *(["--generate-hashes"] if hashes else []), "--no-header"]
     cmd += ["--no-python-downloads", "--python", req.interpreter or sys.executable]
     cmd += ["--python-version", req.python, "--output-file", "lock.txt"]
     if req.as_of:
@@ -272,6 +276,34 @@ def _uv_compile(uv: str, req: LockRequest) -> list[str]:
         for name in req.newest:
             cmd += ["--exclude-newer-package", f"{name}={now}"]
     return cmd
+
+
+def resolve_names(
+    requirements: list[str],
+    python: str,
+    *,
+    interpreter: str | None = None,
+    find_links: list[Path] | None = None,
+    no_index: bool = False,
+    log: Path | None = None,
+    cache_dir: Path | None = None,
+) -> list[str] | None:
+    """The canonical names of everything ``requirements`` resolve to today (with uv), or
+    None when uv is missing or cannot resolve them: what a build back-end brings along."""
+    uv = find_uv()
+    if uv is None or not requirements:
+        return None
+    with tempfile.TemporaryDirectory(prefix="cra-names-") as tmp:
+        work = Path(tmp)
+        (work / "requirements.in").write_text("".join(f"{r}\n" for r in requirements))
+        cmd = _uv_compile(uv, LockRequest(python=python, interpreter=interpreter), hashes=False)
+        cmd += [arg for link in find_links or [] for arg in ("--find-links", str(Path(link).resolve()))]
+        cmd += [*(["--no-index"] if no_index else []), "requirements.in"]
+        code, _ = _run(cmd, env=_env(cache_dir), log=log, timeout=LOCK_TIMEOUT_S, cwd=work)
+        if code != 0 or not (work / "lock.txt").exists():
+            return None
+        names = re.findall(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==", (work / "lock.txt").read_text(), re.MULTILINE)
+    return sorted({canonicalize_name(n) for n in names})
 
 
 _PIP_UPLOADED_PRIOR_TO: bool | None = None
@@ -842,8 +874,11 @@ def _smoke_test(vpy: str, tmp: Path, entries: list[LockEntry], python: str, log:
     if code != 0 or "1 passed" not in out:
         version = next((e.version for e in entries if e.name == "pytest"), "?")
         lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
-        why = next((ln[1:].strip() for ln in lines if ln.startswith("E ")), None) or next(
-            (ln for ln in lines if ln.startswith(("ERROR ", "FAILED "))), _lock_failure(out)
+        raised = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Warning): ", ln)]
+        why = (
+            next((ln[1:].strip() for ln in lines if ln.startswith("E ")), None)
+            or next((ln for ln in lines if ln.startswith(("ERROR ", "FAILED "))), None)
+            or (raised[-1] if raised else _lock_failure(out))
         )
         raise BrokenTools(
             f"pytest {version} of this lock does not run on Python {python}: {why}",
