@@ -21,7 +21,7 @@ from appliance.db.core import Database
 from appliance.db.corpus import STAGES, funnel, register_repo
 from appliance.errors import NotFound
 from appliance.records import CommitRecord, RepoRecord
-from harness import filters, mining, pyparse, pysource
+from harness import mining, pyparse, pysource
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"
 
@@ -468,3 +468,114 @@ def test_churn_symbols_are_the_same_when_stage2_is_split(tmp_path: Path, monkeyp
     monkeypatch.setattr(mining, "_cores", lambda: 3)
     split = mining.mine_repo(path, MiningConfig(max_lines=2000))
     assert [r.to_dict() for r in split] == [r.to_dict() for r in serial]
+
+
+# --------------------------------------------------------------------- PyDriller as the reference
+
+
+def _kinds(path: Path, rev: str | None, file: str) -> dict[str, str]:
+    done = subprocess.run(["git", "-C", str(path), "show", f"{rev}:{file}"], capture_output=True, text=True,
+                          check=False)
+    return {s.qualname: s.kind for s in pysource.parse_symbols(done.stdout)} if done.returncode == 0 else {}
+
+
+def _compare_with_pydriller(path: Path, records: list[CommitRecord]) -> int:
+    """cra's changed functions and methods against PyDriller's ``changed_methods`` (lizard),
+    commit by commit; returns how many files were compared.
+
+    The two name things differently, and only that is normalised: lizard names a method
+    without its class (``m1`` for ``Alpha.m1``) and a closure as its own function
+    (``render.substitute``), which cra counts as part of the function around it
+    (``render``: nobody can name a closure from outside); cra also names classes, which
+    lizard does not report.
+    """
+    from pydriller import Git
+
+    gr = Git(str(path))
+    compared = 0
+    try:
+        for record in records:
+            if record.status != "kept" or record.is_merge:
+                continue  # PyDriller gives merges no files
+            for mf in gr.get_commit(record.sha).modified_files:
+                file = mf.new_path or mf.old_path
+                if not file or not file.endswith(".py") or file not in record.symbols:
+                    continue
+                kinds = {**_kinds(path, record.parent, mf.old_path or file), **_kinds(path, record.sha, file)}
+                ours = {q.rsplit(".", 1)[-1] for q in record.symbols[file] if kinds.get(q) != "class"}
+                theirs = {m.name.split(".", 1)[0] for m in mf.changed_methods}
+                assert ours == theirs, (record.title, file)
+                compared += 1
+    finally:
+        gr.clear()
+    return compared
+
+
+def test_changed_methods_agree_with_pydriller_on_the_churn(tmp_path: Path) -> None:
+    path = tmp_path / "churn"
+    build_churn(path)
+    assert _compare_with_pydriller(path, mining.mine_repo(path, MiningConfig(max_lines=2000))) == 12
+
+
+def test_changed_methods_agree_with_pydriller_on_the_sample_history(tmp_path: Path) -> None:
+    from appliance.demo import SAMPLE_BUNDLE
+
+    path = tmp_path / "inkwell"
+    subprocess.run(["git", "clone", "-q", str(SAMPLE_BUNDLE), str(path)], check=True)
+    assert _compare_with_pydriller(path, mining.mine_repo(path, MiningConfig())) >= 50
+
+
+# --------------------------------------------------------------------- the project's pytest settings
+
+
+def test_test_modules_follow_the_projects_pytest_settings_over_history(tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "lib")
+    repo.commit("Start the library", {"lib/__init__.py": "X = 1\n", "tests/test_x.py": "def test_x():\n    pass\n"})
+    before = repo.commit("Parse amounts with two decimals", {
+        "lib/__init__.py": "X = 2\n", "tests/amount_tests.py": "def test_amount():\n    pass\n"})
+    repo.commit("Collect *_tests.py modules as tests", {
+        "pytest.ini": "[pytest]\npython_files = *_tests.py test_*.py\ntestpaths = tests\n"})
+    after = repo.commit("Parse amounts with a single decimal", {
+        "lib/__init__.py": "X = 3\n", "tests/amount_tests.py": "def test_amount():\n    pass\n\n\ndef test_one():\n    pass\n"})
+    outside = repo.commit("Round amounts half to even", {
+        "lib/__init__.py": "X = 4\n", "benchmarks/test_speed.py": "def test_speed():\n    pass\n"})
+    renamed = repo.commit("Check amounts with a custom module name", {
+        "lib/__init__.py": "X = 5\n", "checks/check_amount.py": "def check_amount():\n    pass\n",
+        "pytest.ini": "[pytest]\npython_files = check_*.py\ntestpaths = checks\n"})
+    by_sha = {r.sha: r for r in mining.mine_repo(repo.path, MiningConfig(min_lines=1))}
+    assert by_sha[before].reject_reason == "no test module changed"
+    assert by_sha[after].status == "kept"
+    # benchmarks/test_speed.py matches python_files but lies outside testpaths
+    assert by_sha[outside].reject_reason == "no test module changed"
+    assert by_sha[renamed].status == "kept"
+    assert {f.path: f.kind for f in by_sha[renamed].files}["checks/check_amount.py"] == "test"
+
+
+# --------------------------------------------------------------------- maintenance branches
+
+
+def test_a_maintenance_branch_is_walked_by_first_parent_each_commit_once(tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "lib")
+    base = repo.commit("Start the library", {
+        "lib/core.py": "def f():\n    return 1\n", "tests/test_core.py": "def test_f():\n    pass\n",
+        "lib/util.py": "def u():\n    return 1\n", "tests/test_util.py": "def test_u():\n    pass\n"})
+    repo.branch("2.x-line")
+    fix = repo.commit("Fix u returning the wrong constant", {
+        "lib/util.py": "def u():\n    return 2\n", "tests/test_util.py": "def test_u():\n    pass\n\n\ndef test_v():\n    pass\n"})
+    repo.checkout("main")
+    feature = repo.commit("Add g next to f for the next release", {
+        "lib/core.py": "def f():\n    return 1\n\n\ndef g():\n    return 3\n",
+        "tests/test_core.py": "def test_f():\n    pass\n\n\ndef test_h():\n    pass\n"})
+    merge = repo.merge("2.x-line", "Merge branch '2.x-line'")
+    only_main = mining.mine_repo(repo.path, MiningConfig(min_lines=1))
+    assert fix not in {r.sha for r in only_main}  # reached only inside the merge, which is rejected
+    assert {r.sha: r.reject_stage for r in only_main}[merge] == "message"
+    both = mining.mine_repo(repo.path, MiningConfig(min_lines=1), branches=["2.x-line"])
+    shas = [r.sha for r in both]
+    assert len(shas) == len(set(shas)) == len(only_main) + 1  # base is on both walks, mined once
+    assert shas.count(base) == 1
+    by_sha = {r.sha: r for r in both}
+    assert by_sha[fix].status == "kept" and by_sha[fix].parent == base
+    assert by_sha[feature].status == "kept"
+    with pytest.raises(NotFound, match="no-such-branch"):
+        mining.mine_repo(repo.path, MiningConfig(), branches=["no-such-branch"])
