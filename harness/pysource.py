@@ -186,7 +186,12 @@ def source_encoding(data: bytes) -> str:
     """The encoding Python reads ``data`` in: its PEP 263 coding line or UTF-8 BOM, else
     UTF-8 (``tokenize.detect_encoding``). Raises ``SyntaxError`` for a coding line naming
     an encoding Python does not know, or one that disagrees with a BOM."""
-    encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+    except SyntaxError as exc:
+        if "invalid or missing encoding declaration" not in str(exc):
+            raise  # an unknown codec, or a coding line that contradicts a BOM
+        return "utf-8"  # no declaration, bytes that are not UTF-8: decoding says where
     return codecs.lookup(encoding).name
 
 

@@ -444,7 +444,7 @@ def skip_key(stage: str, why: str) -> str:
     declared encoding (cp1252) at <rev>: byte 0x81 is not cp1252``), so one cause over
     many commits is one line, and the line says what the cause is."""
     text = _REV.sub("<rev>", _FILE.sub("<file>", why))
-    text = _NUMBER.sub(lambda m: m[0] if m.start() and text[m.start() - 1] in "x=" else "<n>", text)
+    text = _NUMBER.sub(lambda m: m[0] if m.start() and text[m.start() - 1] in "x=-" else "<n>", text)
     return f"{stage}: {text}"
 
 
