@@ -225,12 +225,12 @@ class PackagingConfig(_Table):
     )
 
     def __post_init__(self) -> None:
+        self._check_types()
+        self._at_least("lock_workers", low=1)
+        self._at_least("lock_grace_days")
         if self.lock_tool not in ("auto", "uv", "pip-compile"):
             raise ConfigError(f"[packaging] lock_tool {self.lock_tool!r} is unknown",
                               hint="use auto, uv or pip-compile", path=CONFIG_NAME)
-        if self.lock_workers < 1 or self.lock_grace_days < 0:
-            raise ConfigError("[packaging] lock_workers must be at least 1 and lock_grace_days at least 0",
-                              path=CONFIG_NAME)
         for py in [self.python, *self.pythons]:
             major, _, minor = py.partition(".")
             if py and not (major == "3" and minor.isdigit()):

@@ -49,6 +49,9 @@ def test_file_overrides_defaults(home: Home) -> None:
         ('[evaluation]\nprimary = "scope"\n', r"\[evaluation\] primary must be a table of slot = metric"),
         ("[evaluation]\neffect = 2\n", r"\[evaluation\] effect must be a number between 0 and 1"),
         ('[llm]\nprovider = "openai_compat"\nendpoint = "ftp://x"\n', r"\[llm\] endpoint: .*not an http\(s\) URL"),
+        ("[packaging]\nlock_tool = \"poetry\"\n", "lock_tool 'poetry' is unknown"),
+        ("[packaging]\nlock_workers = 0\n", r"\[packaging\] lock_workers must be 1 or more"),
+        ("[packaging]\npythons = [\"3\"]\n", "'3' is not a Python X.Y"),
     ],
 )
 def test_bad_config_names_the_key_and_the_fix(home: Home, text: str, match: str) -> None:

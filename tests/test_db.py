@@ -244,3 +244,35 @@ def test_sqlite_utils_inserts_join_the_write_transaction(db: Database) -> None:
     with db.write():
         pk = db.table("schema_migrations").insert({"version": 98, "name": "y", "applied_at": "now"}).last_pk
     assert pk == 98 and not db.conn.in_transaction
+
+
+def test_migration_7_gives_eras_their_locking_record_and_repos_their_branches(tmp_path: Path) -> None:
+    old = _db_at(tmp_path / "cra.db", 5)
+    with old.write() as c:
+        c.execute("INSERT INTO repos (id, name, origin_url, head_sha, default_branch, python_version,"
+                  " test_cmd, source, created_at, updated_at)"
+                  " VALUES (1, 'lib', '/src/lib', ?, 'main', '3.11', 'python -m pytest', 'added', 'x', 'x')",
+                  ("a" * 40,))
+        c.execute("INSERT INTO eras (repo_id, key, requirements, build_requires, first_commit, status)"
+                  " VALUES (1, ?, '[\"pytest\"]', '[]', ?, 'locked')", ("e" * 64, "a" * 40))
+    old.close()
+    db = Database(tmp_path / "cra.db")
+    assert db.schema_version == migrations.LATEST
+    (era,) = get_eras(db, "lib")
+    assert (era.requirements, era.python, era.locked_as_of, era.lock_tool, era.notes) == (["pytest"], None, None, None, [])
+    assert get_repo(db, "lib").branches == []
+
+
+def test_a_reserved_migration_number_landing_late_keeps_the_schema_version(tmp_path: Path) -> None:
+    """A DB of a cra that had migration 8 but not 7 (issues land in any order) gets 7, and
+    its schema version stays the highest applied."""
+    keep = migrations.MIGRATIONS
+    migrations.MIGRATIONS = [m for m in keep if m.version != 7]
+    try:
+        Database(tmp_path / "cra.db").close()
+    finally:
+        migrations.MIGRATIONS = keep
+    db = Database(tmp_path / "cra.db")
+    assert db.schema_version == migrations.LATEST
+    assert {r[0] for r in db.query("SELECT version FROM schema_migrations")} == {m.version for m in keep}
+    assert "notes" in {r[1] for r in db.query("PRAGMA table_info(eras)")}

@@ -451,3 +451,56 @@ def test_eras_for_commits_off_the_first_parent_chain(tmp_path: Path) -> None:
     eras = deps.assign_eras(repo.path, commits)
     assert {tuple(e.commits) for e in eras} == {(c1, c2), (side,)}
     assert deps.assign_eras(repo.path, []) == []
+
+
+# ----------------------------------------------------------------------------- collectors
+
+
+def test_requires_python_comes_from_whichever_file_declares_it(tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "lib")
+    cfg = repo.commit("Add setup.cfg", {"setup.cfg": "[metadata]\nname = cfg-lib\n\n[options]\n"
+                                                      "python_requires = >=3.6\ninstall_requires =\n    six\n"})
+    assert declared_requirements(repo.path, cfg).requires_python == ">=3.6"
+    py = repo.commit("Move to setup.py", {"setup.cfg": "[flake8]\n", "setup.py": dedent("""
+        from setuptools import setup
+        setup(name="py-lib", python_requires=">=3.7, <4", install_requires=["six"])
+        """)})
+    decl = declared_requirements(repo.path, py)
+    assert (decl.requires_python, decl.project_name) == (">=3.7, <4", "py-lib")
+    toml = repo.commit("Move to pyproject", {"pyproject.toml": dedent("""
+        [project]
+        name = "toml-lib"
+        requires-python = ">=3.9"
+        """)})
+    decl = declared_requirements(repo.path, toml)
+    assert (decl.requires_python, decl.project_name) == (">=3.9", "toml-lib")  # [project] first
+
+
+def test_every_declaration_file_has_its_collector() -> None:
+    names = [c.__name__ for c in deps.COLLECTORS]
+    assert names == ["_from_pyproject", "_from_dependency_groups", "_from_poetry", "_from_setup_cfg",
+                     "_from_setup_py", "_from_tox_ini", "_from_requirements_files"]
+
+
+def test_eras_know_the_project_and_its_python(tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "lib")
+    sha = repo.commit("Add project", {"pyproject.toml": HATCH_PYPROJECT, "src/tiny_lib/__init__.py": ""})
+    (era,) = deps.assign_eras(repo.path, [record(sha)])
+    assert (era.project, era.requires_python) == ("tiny-lib", ">=3.9")
+
+
+def test_eras_of_maintenance_branch_commits_follow_their_own_chain(tmp_path: Path) -> None:
+    repo = RepoBuilder(tmp_path / "lib")
+    base = repo.commit("Start", {"requirements.txt": "six\n", "a.py": "x = 1\n"})
+    repo.branch("2.x-line")
+    on_branch = repo.commit("Pin six on the branch", {"requirements.txt": "six<2\n"})
+    later_on_branch = repo.commit("Fix a", {"a.py": "x = 2\n"})
+    repo.checkout("main")
+    on_main = repo.commit("Need attrs", {"requirements.txt": "six\nattrs\n"})
+    commits = [record(s) for s in (base, on_main, on_branch, later_on_branch)]
+    eras = deps.assign_eras(repo.path, commits, tips=["main", "2.x-line"])
+    era_of = {c.sha: c.era_key for c in commits}
+    assert era_of[on_branch] == era_of[later_on_branch] != era_of[base]
+    by_key = {e.key: e for e in eras}
+    assert "six<2" in by_key[era_of[later_on_branch]].requirements
+    assert "attrs" in by_key[era_of[on_main]].requirements

@@ -311,3 +311,15 @@ def test_editable_install_happens_once_per_build_configuration(home: Home, wheel
     checkout(wt, shas[0], keep=keep_list(wt))
     assert ensure_installed(home, wt, base, spec.key, wheelhouse, sha=shas[0], log=log) == python
     assert installs() == 2
+
+
+def test_the_projects_import_names_come_from_its_checkout(tmp_path: Path) -> None:
+    from harness.envs import project_import_names
+
+    for rel in ("src/attr/__init__.py", "src/attrs/__init__.py", "src/zope/interface/x.py", "tests/__init__.py",
+                "docs/conf.py", "setup.py", "conftest.py", "six.py", "tools/__init__.py", "pkg/__init__.py",
+                "notapkg/readme.txt", "src/_private/__init__.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    # src/zope: a namespace package; notapkg: no __init__.py at the root, so no package
+    assert project_import_names(tmp_path) == ["attr", "attrs", "pkg", "six", "zope"]

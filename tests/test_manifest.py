@@ -67,6 +67,13 @@ def records() -> tuple[RepoRecord, list[EraRecord], list[CommitRecord], list[dic
             lock_path=f"locks/{era_a[:12]}.txt",
             lock_sha256=sha256("lock"),
             status="locked",
+            project="lib",
+            requires_python=">=3.8",
+            python="3.11",
+            locked_as_of="2020-09-15T10:00:00Z",
+            lock_tool="uv pip compile",
+            notes=["as of 2020-09-15: pytest 6.0.2 of this lock does not run on Python 3.11",
+                   "pytest, setuptools and 1 more taken as of today"],
         ),
         EraRecord(
             key=era_b,
@@ -85,6 +92,7 @@ def records() -> tuple[RepoRecord, list[EraRecord], list[CommitRecord], list[dic
         default_branch="main",
         python_version="3.11",
         test_cmd="python -m pytest",
+        branches=["2.x-line"],
     )
     wheels = [{"file": "attrs-23.1.0-py3-none-any.whl", "sha256": sha256("w"), "size": 1234}]
     return repo, eras, commits, wheels
@@ -142,7 +150,8 @@ def test_records_survive_manifest_and_database(
     assert [c.sha for c in get_commits(db, "lib", status="kept")] == [
         c.sha for c in commits if c.status == "kept"
     ]
-    assert [e.status for e in get_eras(db, "lib")] == ["locked", "unresolvable"]
+    assert get_eras(db, "lib") == eras  # how each era was locked, too
+    assert repo2.branches == get_repo(db, "lib").branches == ["2.x-line"]
     by_sha = {c.sha: c for c in get_commits(db, "lib")}
     assert by_sha[commits[4].sha].files[-1].old_path == "docs/old.md"
     assert by_sha[commits[2].sha].era_key == eras[0].key
@@ -159,6 +168,24 @@ def _broken(manifest: dict[str, Any], pointer: str, value: Any) -> dict[str, Any
     else:
         target[last] = value
     return doc
+
+
+def test_a_manifest_written_before_eras_recorded_their_locking_still_reads(
+    tmp_path: Path, manifest: dict[str, Any]
+) -> None:
+    del manifest["branches"]
+    for era in manifest["eras"]:
+        for key in ("project", "requires_python", "python", "locked_as_of", "lock_tool", "notes"):
+            del era[key]
+    write_manifest(tmp_path / "lib.json", manifest)
+    repo, eras, _ = manifest_records(read_manifest(tmp_path / "lib.json"))
+    assert repo.branches == [] and eras[0].locked_as_of is None and eras[0].notes == []
+
+
+def test_an_era_date_must_be_a_date(manifest: dict[str, Any]) -> None:
+    manifest["eras"][0]["locked_as_of"] = "last spring"
+    with pytest.raises(ManifestError, match="/eras/0/locked_as_of"):
+        validate_manifest(manifest)
 
 
 @pytest.mark.parametrize(

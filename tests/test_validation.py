@@ -520,3 +520,38 @@ def test_model_backed_supplement_keeps_the_module_that_fails_then_passes(scenari
     assert [t.split("::")[1] for t in after.fail_to_pass] == ["test_mul_multiplies"]
     calls = s.db.query("SELECT stage, status FROM llm_calls WHERE stage = 'testgen'")
     assert [tuple(r) for r in calls] == [("testgen", "ok")]
+
+
+# ----------------------------------------------------------------------------- the project's own settings (no env)
+
+
+def test_the_commit_split_follows_the_projects_pytest_settings(tmp_path: Path) -> None:
+    from harness.validation import commit_split
+
+    src = RepoBuilder(tmp_path / "money")
+    parent = src.commit("Start", {"money/__init__.py": "X = 1\n", "checks/check_a.py": "def check_a():\n    pass\n",
+                                  "pytest.ini": "[pytest]\npython_files = check_*.py\ntestpaths = checks\n"})
+    sha = src.commit("Change X", {"money/__init__.py": "X = 2\n", "checks/check_a.py": "def check_b():\n    pass\n",
+                                  "tools/check_release.py": "def check_release():\n    pass\n"})
+    # what an older cra's miner recorded: the default rule calls both files source
+    files = [FileChange("money/__init__.py", 1, 1, "source"), FileChange("checks/check_a.py", 1, 1, "source"),
+             FileChange("tools/check_release.py", 2, 0, "other")]
+    commit = CommitRecord(sha=sha, parent=parent, author_date="", author_ts=0, title="t", message="t", files=files)
+    split, settings = commit_split(src.path, commit)
+    assert settings.python_files == ("check_*.py",)
+    assert split.run_files == ["checks/check_a.py"]  # tools/ lies outside testpaths
+    assert "checks/check_a.py" in split.test_changed and "checks/check_a.py" not in split.gold_patch
+    assert "money/__init__.py" in split.gold_patch
+
+
+def test_a_generated_test_must_be_collected_by_the_projects_names() -> None:
+    from harness.pytest_config import DEFAULT, parse_config
+    from harness.validation import _collects_a_test
+
+    checks = parse_config("pytest.ini", "[pytest]\npython_functions = check_\npython_classes = Check\n")
+    assert checks is not None
+    test_style = "def test_one():\n    pass\n\n\nclass TestX:\n    def test_two(self):\n        pass\n"
+    assert _collects_a_test(test_style, DEFAULT)
+    assert not _collects_a_test(test_style, checks)  # pytest would collect nothing here
+    assert _collects_a_test("class CheckX:\n    def check_it(self):\n        pass\n", checks)
+    assert not _collects_a_test("def check_(:\n", checks)

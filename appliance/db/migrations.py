@@ -757,7 +757,7 @@ def migrate(db: Database) -> list[int]:
                     (m.version, m.name, _now()),
                 )
                 # a reserved number may land after a higher one: mirror the highest applied
-                c.execute(f"PRAGMA user_version = {max(m.version, *applied, *done)}")
+                c.execute(f"PRAGMA user_version = {max([m.version, *applied, *done])}")
         finally:
             if m.rebuilds:
                 conn.execute("PRAGMA foreign_keys=ON")
