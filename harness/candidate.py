@@ -37,6 +37,7 @@ from appliance.errors import CraError
 from harness.edits import Edit, apply_edits
 from harness.envs import EnvError, EnvSpec, ensure_env, file_lock
 from harness.oracle_guard import suspicious_reasons, tamper_reasons
+from harness.pytest_config import settings_at
 from harness.sandbox import Limits
 from harness.testrun import is_test_file, patch_paths, run_env, run_pytest
 from harness.worktrees import (
@@ -148,7 +149,11 @@ def evaluate(
                 ev.kind, ev.apply_error = "apply_error", applied.apply_error
                 ev.output = f"the edits do not apply: {applied.apply_error}"
                 return _done(ev, started)
-            ev.restored = restore_test_files(wt, task.sha, is_test_file)
+            # test modules by the project's own pytest settings too (check_*.py, say)
+            settings = settings_at(wt.source, task.sha)
+            ev.restored = restore_test_files(
+                wt, task.sha, lambda p: is_test_file(p) or settings.is_test_module(p)
+            )
             if not any((wt.path / f).is_file() for f in ("pyproject.toml", "setup.py")):
                 ev.kind, ev.output = "install_error", "no pyproject.toml or setup.py after the edits"
                 return _done(ev, started)
