@@ -212,8 +212,8 @@ def test_the_oracle_sees_every_test_whatever_the_addopts(tmp_path: Path, name: s
     wt = _project(tmp_path, name, config)
     run = run_pytest(PYTHON, wt, ["tests/test_q.py"], run_dir=tmp_path / "run", env=FAST_ENV,
                      readonly=PYTHON_DIRS)
-    assert run.completed and run.trusted, (run.note, run.output_tail)
-    assert run.outcomes == RIGHT and run.source == "junit"
+    assert run.completed and run.trusted and run.conflict is None, (run.note, run.output_tail)
+    assert run.outcomes == RIGHT and run.source == "stream"
 
 
 def test_what_the_project_needs_to_collect_is_kept(tmp_path: Path) -> None:
