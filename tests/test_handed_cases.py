@@ -211,7 +211,7 @@ def test_test_modules_by_the_projects_own_names_over_history(
     whole = cli(capsys, "harness", "tasks", "money", "--commit", task["sha"], "--json")
     assert isinstance(whole, dict)
     assert "checks/check_parsing.py" in whole["test_patch"] and "checks/" not in whole["gold_patch"]
-    # A model's edit to that module is undone before the candidate is judged, like any test's.
+    # A model's edit to that module never passes for a fix, like an edit to any test's.
     from appliance.db.core import Database
     from appliance.db.tasks import get_task
     from harness.candidate import EvalOptions, evaluate, task_env
@@ -223,5 +223,6 @@ def test_test_modules_by_the_projects_own_names_over_history(
     with Database(home.db_path) as db:
         stored = get_task(db, "money", task["sha"])
         ev = evaluate(home, stored, cheat, task_env(home, db, stored), options=EvalOptions(limits=Limits(timeout_s=60)))
-    assert not ev.resolved and ev.restored == ["checks/check_parsing.py"]
-    assert ev.fail_to_pass == {"checks/check_parsing.py::check_single_decimal": "failed"}
+    # refused as tampering with the task's test files, or undone before judging: never resolved
+    assert not ev.resolved and ev.kind in ("oracle_tamper", "tests_failed"), ev
+    assert ev.kind == "oracle_tamper" or ev.restored == ["checks/check_parsing.py"]
