@@ -90,10 +90,13 @@ def wheels(tmp_path_factory: pytest.TempPathFactory, wheel_cache: Path) -> Path:
     })
     _build_wheel(released, built, [built])
     kit = _project(root / "kit", {
+        # a pytest plugin, loaded at every pytest start, that imports the project (as
+        # hypothesis's plugin does attrs, and pytest < 7 itself did)
         "pyproject.toml": PYPROJECT.format(name="shadowlib_testkit", version="1.0",
                                            description="Test helpers for shadowlib",
-                                           dependencies='["shadowlib>=1.0"]', test="[]"),
-        "shadowlib_testkit.py": '"""Test helpers for shadowlib."""\n\n__version__ = "1.0"\n',
+                                           dependencies='["shadowlib>=1.0"]', test="[]")
+        + '\n[project.entry-points.pytest11]\nshadowlib_testkit = "shadowlib_testkit"\n',
+        "shadowlib_testkit.py": '"""Test helpers for shadowlib."""\n\nimport shadowlib\n\n__version__ = "1.0"\n',
     })
     _build_wheel(kit, built, [built])
     return built
@@ -123,6 +126,9 @@ def test_a_test_tool_that_depends_on_the_project_never_brings_a_released_copy(
     assert "shadowlib-testkit==1.0" in lock and "\nshadowlib==" not in lock
     assert "# left out: shadowlib==1.0 (the project itself" in lock
     assert not list(home.wheelhouse("shadowlib").glob("shadowlib-1.0-*.whl"))  # never in the wheelhouse
+    # the smoke test ran the era's pytest, whose plugin imports the project, with the
+    # released copy standing in for the checkout in its throwaway environment
+    assert era["notes"] == ["flit-core taken as of today"] and era["locked_as_of"]  # the first try passed
     with Database(home.db_path) as db:
         assert get_eras(db, "shadowlib")[0].project == "shadowlib"
 

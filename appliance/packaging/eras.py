@@ -192,11 +192,18 @@ def attempts_for(
     return out
 
 
-def with_core(requirements: list[str]) -> list[str]:
+# setuptools 82 removed pkg_resources, which period code still imports (pytest plugins,
+# zope's namespace packages): an era taken as of a date keeps a setuptools that has it
+# (81 makes editable installs for today's installers and has the core extra).
+SETUPTOOLS_WITH_PKG_RESOURCES = "setuptools<82"
+
+
+def with_core(requirements: list[str], *, as_of: bool = False) -> list[str]:
     """``setuptools`` as ``setuptools[core]``: a setuptools of today (71 and later) imports
     the packaging, more-itertools, ... it finds installed before its own vendored copies,
     and its ``core`` extra says which versions it needs. Locked with it, an era's
-    environment has them; locked without, a period ``packaging`` breaks its builds."""
+    environment has them; locked without, a period ``packaging`` breaks its builds.
+    ``as_of``: also ``SETUPTOOLS_WITH_PKG_RESOURCES``."""
     out = []
     for text in requirements:
         try:
@@ -206,6 +213,8 @@ def with_core(requirements: list[str]) -> list[str]:
             continue
         if canonicalize_name(req.name) == "setuptools" and not req.extras and not req.url:
             req.extras = {"core"}
+            if as_of:
+                out.append(SETUPTOOLS_WITH_PKG_RESOURCES)
         out.append(str(req))
     return out
 
@@ -248,7 +257,7 @@ def package_eras(
         tools = None
         if as_of and uv:
             with clock.step("lock"):
-                tools = resolve_names(with_core(era.build_requires), box, find_links=links,
+                tools = resolve_names(with_core(era.build_requires, as_of=True), box, find_links=links,
                                       no_index=pk.no_index, log=log, cache_dir=cache)
         job.core = tools is not None
         job.run(attempts_for(era, as_of, pythons, uv=uv, tools=tools))
@@ -285,7 +294,7 @@ class _EraJob:
         """The era as ``attempt`` locks it: as of a date, ``setuptools`` with its ``core``
         extra (``with_core``), where that resolved at all (not from a bare wheel folder)."""
         if self.core and attempt.as_of:
-            return replace(self.era, build_requires=with_core(self.era.build_requires))
+            return replace(self.era, build_requires=with_core(self.era.build_requires, as_of=True))
         return self.era
 
     def run(self, attempts: list[Attempt]) -> None:
@@ -308,7 +317,7 @@ class _EraJob:
                     failures.append((attempt.label, f"the same lock as before: {failed_bodies[body]}"))
                     continue
                 try:
-                    self._fill_and_verify(attempt)
+                    self._fill_and_verify(attempt, info.left_out)
                 except CraError as exc:
                     failed_bodies[body] = str(exc)
                     raise
@@ -328,7 +337,7 @@ class _EraJob:
         self.era.notes = [*self.notes, *(f"{label}: {why}" for label, why in failures)]
         self.era.error = _summary(failures)
 
-    def _fill_and_verify(self, attempt: Attempt) -> None:
+    def _fill_and_verify(self, attempt: Attempt, stand_ins: list[str]) -> None:
         from appliance.packaging.wheelhouse import fill_wheelhouse, verify_wheelhouse
 
         links = [Path(p) for p in self.pk.find_links]
@@ -338,7 +347,8 @@ class _EraJob:
         with self.clock.step("verify"):
             verify_wheelhouse(self.lock, self.wheelhouse, python=attempt.python, log=self.log,
                               use_uv=None if self.pk.use_uv else False, smoke=True,
-                              interpreter=attempt.interpreter)
+                              interpreter=attempt.interpreter, stand_ins=stand_ins,
+                              find_links=links, no_index=self.pk.no_index)
 
 
 def _some(names: tuple[str, ...], shown: int = 4) -> str:

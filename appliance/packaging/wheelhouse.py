@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,6 +166,7 @@ class LockInfo:
     tool: str
     as_of: str | None
     notes: list[str] = field(default_factory=list)
+    left_out: list[str] = field(default_factory=list)  # pins of the project itself, dropped
 
 
 def lock_era(
@@ -249,6 +250,7 @@ def lock_era(
                 hint=_see_log(log),
             )
         body, left_out = drop_from_lock(produced.read_text(), req.exclude)
+        info.left_out = left_out
         header = [
             f"# cra lock for dependency era {era.key}, Python {req.python}",
             f"# written by {info.tool} --generate-hashes; install it with --require-hashes --no-deps",
@@ -789,6 +791,9 @@ def verify_wheelhouse(
     use_uv: bool | None = None,
     smoke: bool = False,
     interpreter: str | None = None,
+    stand_ins: Sequence[str] = (),
+    find_links: list[Path] | None = None,
+    no_index: bool = False,
 ) -> None:
     """Prove the wheelhouse installs ``lock`` with no index, in a throwaway virtualenv.
 
@@ -801,8 +806,11 @@ def verify_wheelhouse(
     needs the build back-end from the wheelhouse: the failure real repos hit offline.
     With ``smoke`` it runs the lock's pytest on a one-line test: an old era's pytest may
     install fine and still not run on this Python (pytest < 6.2 rewrites asserts in a way
-    3.10 refuses). Raises ``MissingWheel`` naming the package, ``BrokenTools`` when the
-    smoke test fails.
+    3.10 refuses). ``stand_ins`` (the released copy of the project that the lock left
+    out) are installed into the throwaway environment for the smoke test only, from the
+    index or ``find_links``: pytest and its plugins may import the project (pytest < 7 on
+    attrs), and on the air-gapped side the checkout will be there. Raises
+    ``MissingWheel`` naming the package, ``BrokenTools`` when the smoke test fails.
     """
     lock, wheelhouse = Path(lock), Path(wheelhouse)
     python = python or f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -859,6 +867,15 @@ def verify_wheelhouse(
                     hint=f"its build back-end must be locked with the era; {_see_log(log)}",
                 )
         if smoke and any(e.name == "pytest" for e in entries):
+            if stand_ins:
+                where = [a for link in find_links or [] for a in ("--find-links", str(Path(link).resolve()))]
+                where += ["--no-index"] if no_index else []
+                if uv:
+                    cmd = [uv, "pip", "install", "--python", vpy, "--no-deps", *where, *stand_ins]
+                else:
+                    cmd = [vpy, "-m", "pip", "install", "--no-deps", "--progress-bar", "off", *where, *stand_ins]
+                # a failure is in the log; the smoke test then says what could not import
+                _run(cmd, env=_env(None), log=log, timeout=INSTALL_TIMEOUT_S)
             _smoke_test(vpy, Path(tmp), entries, python, log)
 
 
