@@ -114,7 +114,9 @@ def test_the_steps_tried_for_an_era() -> None:
                       first_commit="0" * 40)
     steps = attempts_for(built, "2021-06-02T10:00:00Z", ["3.11"], uv=True)
     # the build back-end only installs the checkout: always today's
-    assert [a.newest for a in steps] == [("setuptools", "wheel"), ("setuptools", "wheel", "pytest"), ()]
+    assert [a.newest for a in steps] == [("setuptools", "wheel"), ("setuptools", "wheel", "pytest"), (), ()]
+    # last: the newest with a setuptools that still has pkg_resources (old pinned tools import it)
+    assert [a.pkg_resources for a in steps] == [False, False, False, True]
     labels = [a.label for a in attempts_for(era([]), "2021-06-02T10:00:00Z", ["3.11", "3.9"], uv=True)]
     assert labels == ["as of 2021-06-02", "as of 2021-06-02 with the newest pytest", "newest",
                       "as of 2021-06-02 on Python 3.9", "as of 2021-06-02 with the newest pytest on Python 3.9",

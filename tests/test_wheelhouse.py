@@ -366,3 +366,15 @@ def test_wheel_inventory_lists_wheels_with_their_sha256_and_size(tmp_path: Path)
 )
 def test_the_line_that_says_what_is_wrong(output: str, expected: str) -> None:
     assert _lock_failure(output) == expected
+
+
+def test_a_uv_build_failure_names_the_sdist_and_its_cause() -> None:
+    output = (
+        "error: Failed to build `nodeenv==1.3.2`\n  cause: The build backend returned an error\n"
+        "         [stderr]\n         Traceback (most recent call last):\n"
+        "           File \"nodeenv.py\", line 43, in <module>\n"
+        "             from pkg_resources import parse_version\n"
+        "         ModuleNotFoundError: No module named 'pkg_resources'\n\nhint: `nodeenv` (v1.3.2) was included\n"
+    )
+    assert _lock_failure(output) == ("Failed to build `nodeenv==1.3.2`: ModuleNotFoundError: "
+                                     "No module named 'pkg_resources'")

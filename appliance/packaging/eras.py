@@ -12,7 +12,8 @@ this Python, an era falls back one step at a time, each step recorded in its not
 2. as of its date, but the test runner (pytest) the newest too: a period pytest may
    install and still not run on a newer Python (pytest < 6.2 on 3.10+), which the smoke
    test after every install finds out;
-3. the newest packages;
+3. the newest packages, and for a setuptools project the newest with a setuptools that
+   still has ``pkg_resources`` (removed in 82), which old pinned test tools import;
 4. the same on each other Python the box has (``[packaging] pythons``) that the era's
    ``requires-python`` admits: an old era whose sdists build only on an older Python.
 
@@ -67,6 +68,7 @@ class Attempt:
     interpreter: str | None
     as_of: str | None
     newest: tuple[str, ...] = ()
+    pkg_resources: bool = False  # keep a setuptools that still has it (see with_core)
 
 
 @dataclass
@@ -189,6 +191,9 @@ def attempts_for(
                 out.append(Attempt(f"as of {as_of[:10]} with the newest {', '.join(TEST_RUNNER)}{suffix}",
                                    py, interpreter, as_of, tuple(dict.fromkeys((*tools_, *TEST_RUNNER)))))
         out.append(Attempt(f"newest{suffix}", py, interpreter, None))
+        if "setuptools" in _names(era.build_requires):
+            out.append(Attempt(f"newest with a setuptools that has pkg_resources{suffix}", py,
+                               interpreter, None, pkg_resources=True))
     return out
 
 
@@ -295,6 +300,8 @@ class _EraJob:
         extra (``with_core``), where that resolved at all (not from a bare wheel folder)."""
         if self.core and attempt.as_of:
             return replace(self.era, build_requires=with_core(self.era.build_requires, as_of=True))
+        if attempt.pkg_resources:
+            return replace(self.era, build_requires=[*self.era.build_requires, SETUPTOOLS_WITH_PKG_RESOURCES])
         return self.era
 
     def run(self, attempts: list[Attempt]) -> None:

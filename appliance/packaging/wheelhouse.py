@@ -374,6 +374,13 @@ def _lock_failure(output: str) -> str:
                     break
                 detail.append(nxt)
             return "conflict: " + "; ".join(detail)
+    for line in lines:  # uv: "error: Failed to build `nodeenv==1.3.2`" names the sdist
+        if re.match(r"^(error: )?Failed to (download and )?build `", line):
+            raw = [ln.strip() for ln in output.splitlines()]
+            cause = _build_cause(output) or next(
+                (ln for ln in reversed(raw) if re.match(r"^[\w.]+(Error|Exception): ", ln)), ""
+            )
+            return line.removeprefix("error: ") + (f": {cause}" if cause else "")
     for pattern in ("Cannot install", "No matching distribution found", "Could not find a version"):
         for line in lines:
             if pattern in line:
