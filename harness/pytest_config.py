@@ -25,11 +25,14 @@ Where pytest looks, and so where cra looks (pytest's ``locate_config``): from th
 folder of the paths given up to the root, in each folder the first of ``pytest.ini``,
 ``.pytest.ini`` (always), ``pyproject.toml`` (with ``[tool.pytest.ini_options]``, or pytest
 9's ``[tool.pytest]``), ``tox.ini`` (with ``[pytest]``), ``setup.cfg`` (with
-``[tool:pytest]``). INI files are parsed with ``iniconfig``, pytest's own parser.
+``[tool:pytest]``). INI files are read with ``configparser`` (no interpolation, inline
+``#``/``;`` comments stripped, as pytest's own ``iniconfig`` does), which spares cra a
+dependency for the few keys it reads.
 """
 
 from __future__ import annotations
 
+import configparser
 import fnmatch
 import posixpath
 import re
@@ -39,8 +42,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
-
-import iniconfig
 
 from harness.git import cat_files
 
@@ -179,16 +180,19 @@ def parse_config(name: str, text: str, where: str = "") -> PytestSettings | None
                "setup.cfg": "tool:pytest"}.get(name)
     if section is None:
         return None
+    ini = configparser.ConfigParser(interpolation=None, strict=False,
+                                    inline_comment_prefixes=("#", ";"), default_section="\0")
     try:
-        ini = iniconfig.IniConfig(label, data=text)
-    except iniconfig.ParseError as exc:
+        ini.read_string(text, source=label)
+    except configparser.Error as exc:
         if name in ("pytest.ini", ".pytest.ini") or f"[{section}]" in text:
-            return PytestSettings(source=label, notes=(f"{label}: unreadable ({exc}); pytest's defaults used",))
+            why = str(exc).splitlines()[0]
+            return PytestSettings(source=label, notes=(f"{label}: unreadable ({why}); pytest's defaults used",))
         return None
-    if section not in ini:
+    if not ini.has_section(section):
         # pytest.ini is pytest's config even without a [pytest] section (an empty one)
         return PytestSettings(source=label) if name in ("pytest.ini", ".pytest.ini") else None
-    return _from_table(dict(ini[section].items()), f"{label} [{section}]", [])
+    return _from_table(dict(ini.items(section)), f"{label} [{section}]", [])
 
 
 _TABLE = re.compile(r"^\[\s*tool\s*\.\s*pytest\s*(\.\s*ini_options\s*)?\]\s*(#.*)?$", re.MULTILINE)

@@ -246,3 +246,11 @@ def test_nothing_is_overridden_when_nothing_needs_it(tmp_path: Path) -> None:
     wt2 = _project(tmp_path / "b", "pytest.ini", "[pytest]\naddopts = -x\n")
     argv = pytest_argv(PYTHON, wt2, ["tests/test_q.py"], tmp_path / "run2")
     assert argv[argv.index("-o") + 1] == "addopts=" and argv[-1] == "tests/test_q.py"
+
+
+def test_ini_values_over_several_lines_with_comments() -> None:
+    settings = parse_config("tox.ini", "[pytest]\naddopts =\n    -x  # stop early\n    --strict-markers\n"
+                                       "; a comment line\npython_files = check_*.py\n    test_*.py\n")
+    assert settings is not None
+    assert settings.addopts == ("-x", "--strict-markers")
+    assert settings.python_files == ("check_*.py", "test_*.py")
