@@ -21,6 +21,8 @@ from appliance.cli import main
 from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import get_commits, get_eras
+from appliance.errors import MissingWheel
+from appliance.hashing import sha256_file
 from appliance.packaging.eras import (
     attempts_for,
     era_as_of,
@@ -28,7 +30,13 @@ from appliance.packaging.eras import (
     prune_wheelhouse,
     pythons_for,
 )
-from appliance.packaging.wheelhouse import LockRequest, drop_from_lock, lock_era, read_lock
+from appliance.packaging.wheelhouse import (
+    LockRequest,
+    drop_from_lock,
+    fill_wheelhouse,
+    lock_era,
+    read_lock,
+)
 from appliance.records import EraRecord
 from harness.envs import find_uv
 
@@ -236,6 +244,35 @@ def test_one_era_that_cannot_be_built_never_sinks_the_repo(
     tasks = {t["sha"]: t for t in json.loads(capsys.readouterr().out)}
     assert tasks[fixed]["status"] == "valid"
     assert tasks[broken]["status"] == "env_error" and "oldast==1.4.3" in tasks[broken]["reason"]
+
+
+@network
+def test_an_sdist_that_failed_to_build_is_not_built_again_for_another_era(
+    wheel_cache: Path, tmp_path: Path
+) -> None:
+    sdist = _sdist(tmp_path / "sdists")
+    lock = tmp_path / "lock.txt"
+    lock.write_text(f"oldast==1.4.3 \\\n    --hash=sha256:{sha256_file(sdist)}\n")
+    links = [wheel_cache, tmp_path / "sdists"]
+    unbuildable: dict[tuple[str, str, str], MissingWheel] = {}
+    logs = [tmp_path / "era-1.log", tmp_path / "era-2.log"]
+    with pytest.raises(MissingWheel) as first:
+        fill_wheelhouse(lock, tmp_path / "wh", PY, find_links=links, no_index=True, log=logs[0],
+                        unbuildable=unbuildable)
+    assert "no wheel of oldast==1.4.3" in str(first.value)
+    assert "oldast only builds on Python < 3.8" in str(first.value)
+    assert list(unbuildable) == [("oldast", "1.4.3", PY)]
+    with pytest.raises(MissingWheel) as again:
+        fill_wheelhouse(lock, tmp_path / "wh", PY, find_links=links, no_index=True, log=logs[1],
+                        unbuildable=unbuildable)
+    assert again.value.message.startswith(first.value.message) and "not tried again" in again.value.message
+    assert again.value.hint == first.value.hint and str(logs[0]) in (again.value.hint or "")
+    assert " pip wheel " in logs[0].read_text()
+    assert not logs[1].exists()  # no pip run at all
+    # without the memo (another run of corpus add) the build is tried again
+    with pytest.raises(MissingWheel):
+        fill_wheelhouse(lock, tmp_path / "wh", PY, find_links=links, no_index=True, log=logs[1])
+    assert " pip wheel " in logs[1].read_text()
 
 
 # ----------------------------------------------------------------------------- as of a date (PyPI)

@@ -25,7 +25,8 @@ lock (a test tool may depend on it: the checkout is what must be tested).
 Eras are locked concurrently (``[packaging] lock_workers``; locking is one process per
 era, mostly waiting on the index) and share one download cache (``var/cache/packaging``).
 Filling the wheelhouse is serialised, since eras share it and a wheel built from an sdist
-for one era is recorded in the others' locks; verifying runs concurrently again.
+for one era is recorded in the others' locks; an sdist that failed to build for one era is
+not built again for another (or for a fallback step); verifying runs concurrently again.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name, canonicalize_version, parse_wheel_filename
 
 from appliance.config import Home, PackagingConfig
-from appliance.errors import CraError
+from appliance.errors import CraError, MissingWheel
 from appliance.hashing import sha256_file
 from appliance.packaging.wheelhouse import resolve_names
 from appliance.records import EraRecord
@@ -249,6 +250,7 @@ def package_eras(
     landed = landed_at(repo_dir, [s for e in eras for s in e.commits]) if pk.lock_as_of else {}
     uv = pk.lock_tool != "pip-compile" and find_uv() is not None
     fill_lock = threading.Lock()
+    unbuildable: dict[tuple[str, str, str], MissingWheel] = {}  # filled under fill_lock
     own_fallback = canonicalize_name(name)
     links = [Path(p) for p in pk.find_links]
 
@@ -257,7 +259,7 @@ def package_eras(
         as_of = era_as_of(era, landed, pk.lock_grace_days) if pk.lock_as_of else None
         log = log_dir / f"lock-{era.key[:12]}.log"
         job = _EraJob(era, wheelhouse, home.locks_dir(name) / f"{era.key[:12]}.txt", log, pk,
-                      cache, clock, fill_lock, era.project or own_fallback)
+                      cache, clock, fill_lock, era.project or own_fallback, unbuildable)
         job.notes += notes
         tools = None
         if as_of and uv:
@@ -291,6 +293,7 @@ class _EraJob:
     clock: _Clock
     fill_lock: threading.Lock
     own: str
+    unbuildable: dict[tuple[str, str, str], MissingWheel]  # sdists that failed to build, any era
     notes: list[str] = field(default_factory=list)
 
     core: bool = False  # lock setuptools with its core extra when taken as of a date
@@ -350,7 +353,8 @@ class _EraJob:
         links = [Path(p) for p in self.pk.find_links]
         with self.fill_lock, self.clock.step("fill"):
             fill_wheelhouse(self.lock, self.wheelhouse, attempt.python, find_links=links,
-                            no_index=self.pk.no_index, log=self.log, cache_dir=self.cache)
+                            no_index=self.pk.no_index, log=self.log, cache_dir=self.cache,
+                            unbuildable=self.unbuildable)
         with self.clock.step("verify"):
             verify_wheelhouse(self.lock, self.wheelhouse, python=attempt.python, log=self.log,
                               use_uv=None if self.pk.use_uv else False, smoke=True,

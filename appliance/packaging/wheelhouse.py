@@ -539,6 +539,7 @@ def fill_wheelhouse(
     no_index: bool = False,
     log: Path | None = None,
     cache_dir: Path | None = None,
+    unbuildable: dict[tuple[str, str, str], MissingWheel] | None = None,
 ) -> FillReport:
     """Put a wheel for every pin of ``lock`` that applies to ``python`` into ``wheelhouse``.
 
@@ -550,6 +551,13 @@ def fill_wheelhouse(
     that only has an sdist is built into a wheel here, and the lock gets that wheel's
     hash (see the module docstring). Raises ``MissingWheel`` naming every pin that still
     has no wheel.
+
+    ``unbuildable`` (shared by the eras of one ``corpus add``): ``(name, version, python)``
+    -> the ``MissingWheel`` of an sdist whose build failed. A lock pinning one of them
+    fails at once with that error (its log the first build's) instead of building it
+    again: on attrs (benchmarks/packaging.py, uv mode) the sdists of PyYAML 5.4.1 and 6.0
+    (no wheel for 3.11) failed to build 16 times, in 8 eras and their fallback steps:
+    333 s of the 820 s spent filling.
     """
     lock, wheelhouse = Path(lock), Path(wheelhouse)
     wheelhouse.mkdir(parents=True, exist_ok=True)
@@ -575,6 +583,18 @@ def fill_wheelhouse(
             recorded[index] = (chosen.name, digests[chosen], "already in the wheelhouse")
         report.present.append(chosen.name)
 
+    known = [
+        (entries[i], unbuildable[key])
+        for i in missing
+        if unbuildable and (key := _build_key(entries[i], python)) in unbuildable
+    ]
+    if known:
+        entry, error = known[0]
+        raise MissingWheel(
+            f"{error.message} (an earlier era's build of {entry.name}=={entry.version}; not tried again)",
+            hint=error.hint,
+        )
+
     if missing:
         index_args = [
             arg for p in find_links or [] for arg in ("--find-links", str(Path(p).resolve()))
@@ -589,6 +609,7 @@ def fill_wheelhouse(
             log,
             cache_dir,
             index_args,
+            unbuildable,
         )
         wheels = _wheels(wheelhouse, python)
         for index in missing:
@@ -623,6 +644,7 @@ def _download_missing(
     log: Path | None,
     cache_dir: Path | None,
     index_args: list[str],
+    unbuildable: dict[tuple[str, str, str], MissingWheel] | None = None,
 ) -> None:
     """Fetch (or build) a wheel for every missing pin in one pip run, then move them in.
 
@@ -659,11 +681,16 @@ def _download_missing(
             pins = [f"{e.name}=={e.version}" for e in missing if e.name in failed]
             if pins:
                 cause = _build_cause(out)
-                raise MissingWheel(
+                message = (
                     f"no wheel of {', '.join(pins)} for Python {python}: the index has only an "
-                    f"sdist and building it failed{': ' + cause if cause else ''}",
-                    hint=_see_log(log),
+                    f"sdist and building it failed{': ' + cause if cause else ''}"
                 )
+                error = MissingWheel(message, hint=_see_log(log))
+                if unbuildable is not None:
+                    for e in missing:
+                        if e.name in failed:
+                            unbuildable[_build_key(e, python)] = error
+                raise error
             raise MissingWheel(
                 f"pip could not fetch or build the wheels of {lock.name}: {_lock_failure(out)}",
                 hint=_see_log(log),
@@ -688,6 +715,10 @@ def _download_missing(
             else:
                 report.built.append(path.name)
                 report.built_from[path.name] = sdist or f"the sdist of {name}=={version}"
+
+
+def _build_key(entry: LockEntry, python: str) -> tuple[str, str, str]:
+    return (entry.name, canonicalize_version(entry.version), python)
 
 
 _FAILED_BUILD = re.compile(
