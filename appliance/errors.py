@@ -68,6 +68,15 @@ class MissingWheel(Failed):
     """The wheelhouse cannot satisfy a requirement offline."""
 
 
+class UnbuildableSdist(MissingWheel):
+    """Pins with no wheel for the target Python whose sdists failed to build; ``names``
+    are their distribution names (canonical)."""
+
+    def __init__(self, message: str, *, names: tuple[str, ...], hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.names = names
+
+
 class LockError(Failed):
     """pip-compile could not resolve a set of requirements."""
 

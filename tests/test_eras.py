@@ -15,7 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from repo_builder import RepoBuilder
+from repo_builder import BASE_TS, RepoBuilder
 
 from appliance.cli import main
 from appliance.config import Home
@@ -276,6 +276,38 @@ def test_an_sdist_that_failed_to_build_is_not_built_again_for_another_era(
 
 
 # ----------------------------------------------------------------------------- as of a date (PyPI)
+
+
+@network
+@pytest.mark.slow
+@pytest.mark.skipif(find_uv() is None, reason="uv is not installed")
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="PyYAML 6.0 has wheels up to Python 3.10")
+def test_a_period_sdist_that_does_not_build_is_taken_today_and_the_rest_stays_of_its_time(
+    home: Home, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """August 2022: PyYAML 6.0 has no wheel for this Python and its sdist no longer builds
+    (Cython 3). The era is still locked as of its date, with only PyYAML (and the build
+    back-end) today's: pytest stays of 2022, not the newest packages for everything."""
+    repo = RepoBuilder(tmp_path / "calc")
+    repo.tick = (1_660_900_000 - BASE_TS) // 3600  # 2022-08-19
+    tests = "import yaml\nfrom calc import add\n\n\ndef test_zero():\n    assert add(0, 0) == 0\n"
+    repo.commit("Start calc", {"pyproject.toml": PYPROJECT.format(test='["pytest", "pyyaml"]'),
+                               "calc/__init__.py": "def add(a, b):\n    return a - b\n",
+                               "tests/test_calc.py": tests})
+    repo.commit("Make add return the sum of its arguments", {
+        "calc/__init__.py": "def add(a, b):\n    return a + b\n",
+        "tests/test_calc.py": tests + "\n\ndef test_add():\n    assert add(2, 3) == 5\n"})
+    rc = main(["corpus", "add", str(repo.path), "--name", "calc", "--json"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    (era_json,) = json.loads(out.out)["eras"]
+    assert era_json["status"] == "locked" and era_json["locked_as_of"].startswith("2022-08-"), era_json
+    notes = era_json["notes"]
+    assert any("no wheel of pyyaml==6.0 for Python" in n for n in notes), notes
+    assert len(notes) == 2, notes  # straight to the same date with today's PyYAML
+    assert notes[-1].startswith("pyyaml, ") and notes[-1].endswith("taken as of today"), notes
+    pins = {e.name: e.version for e in read_lock(next(home.locks_dir("calc").glob("*.txt")))}
+    assert pins["pyyaml"] != "6.0" and pins["pytest"].startswith("7.1."), pins
 
 
 @network

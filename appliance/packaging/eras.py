@@ -8,7 +8,9 @@ lock's header, the era record and the manifest. Where the period packages cannot
 this Python, an era falls back one step at a time, each step recorded in its notes:
 
 1. as of its date, but for the build back-end, which only installs the checkout and must
-   be today's (a period setuptools cannot make an editable install for today's uv);
+   be today's (a period setuptools cannot make an editable install for today's uv); where
+   a pinned sdist does not build here (no wheel for this Python), the same with that
+   package today's (``_EraJob._unbuilt_today``);
 2. as of its date, but the test runner (pytest) the newest too: a period pytest may
    install and still not run on a newer Python (pytest < 6.2 on 3.10+), which the smoke
    test after every install finds out;
@@ -47,7 +49,7 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name, canonicalize_version, parse_wheel_filename
 
 from appliance.config import Home, PackagingConfig
-from appliance.errors import CraError, MissingWheel
+from appliance.errors import CraError, UnbuildableSdist
 from appliance.hashing import sha256_file
 from appliance.packaging.wheelhouse import resolve_names
 from appliance.records import EraRecord
@@ -70,6 +72,7 @@ class Attempt:
     as_of: str | None
     newest: tuple[str, ...] = ()
     pkg_resources: bool = False  # keep a setuptools that still has it (see with_core)
+    unbuilt: tuple[str, ...] = ()  # taken as of today: their period sdists did not build
 
 
 @dataclass
@@ -250,7 +253,7 @@ def package_eras(
     landed = landed_at(repo_dir, [s for e in eras for s in e.commits]) if pk.lock_as_of else {}
     uv = pk.lock_tool != "pip-compile" and find_uv() is not None
     fill_lock = threading.Lock()
-    unbuildable: dict[tuple[str, str, str], MissingWheel] = {}  # filled under fill_lock
+    unbuildable: dict[tuple[str, str, str], UnbuildableSdist] = {}  # filled under fill_lock
     own_fallback = canonicalize_name(name)
     links = [Path(p) for p in pk.find_links]
 
@@ -259,7 +262,7 @@ def package_eras(
         as_of = era_as_of(era, landed, pk.lock_grace_days) if pk.lock_as_of else None
         log = log_dir / f"lock-{era.key[:12]}.log"
         job = _EraJob(era, wheelhouse, home.locks_dir(name) / f"{era.key[:12]}.txt", log, pk,
-                      cache, clock, fill_lock, era.project or own_fallback, unbuildable)
+                      cache, clock, fill_lock, era.project or own_fallback, unbuildable, per_package=uv)
         job.notes += notes
         tools = None
         if as_of and uv:
@@ -293,7 +296,8 @@ class _EraJob:
     clock: _Clock
     fill_lock: threading.Lock
     own: str
-    unbuildable: dict[tuple[str, str, str], MissingWheel]  # sdists that failed to build, any era
+    unbuildable: dict[tuple[str, str, str], UnbuildableSdist]  # sdists that failed to build, any era
+    per_package: bool = False  # the lock tool takes single packages as of today (uv)
     notes: list[str] = field(default_factory=list)
 
     core: bool = False  # lock setuptools with its core extra when taken as of a date
@@ -313,7 +317,9 @@ class _EraJob:
         failures: list[tuple[str, str]] = []  # (attempt label, reason)
         failed_bodies: dict[str, str] = {}  # lock body -> reason: the same lock fails the same way
         links = [Path(p) for p in self.pk.find_links]
-        for attempt in attempts:
+        queue = list(attempts)
+        while queue:
+            attempt = queue.pop(0)
             request = LockRequest(
                 python=attempt.python, as_of=attempt.as_of, newest=attempt.newest,
                 exclude=(self.own,), interpreter=attempt.interpreter, tool=self.pk.lock_tool,
@@ -333,6 +339,7 @@ class _EraJob:
                     raise
             except CraError as exc:
                 failures.append((attempt.label, str(exc)))
+                queue[:0] = self._unbuilt_today(attempt, exc)
                 continue
             self.era.status, self.era.error = "locked", None
             self.era.lock_path = str(self.lock.relative_to(self.wheelhouse))
@@ -340,12 +347,30 @@ class _EraJob:
             self.era.python, self.era.locked_as_of, self.era.lock_tool = attempt.python, info.as_of, info.tool
             self.era.notes = [*self.notes, *(f"{label}: {why}" for label, why in failures), *info.notes]
             if attempt.newest and info.as_of:
-                self.era.notes.append(f"{_some(attempt.newest)} taken as of today")
+                self.era.notes.append(f"{_some(attempt.newest, attempt.unbuilt)} taken as of today")
             return
         self.lock.unlink(missing_ok=True)
         self.era.status, self.era.lock_path, self.era.lock_sha256 = "unresolvable", None, None
         self.era.notes = [*self.notes, *(f"{label}: {why}" for label, why in failures)]
         self.era.error = _summary(failures)
+
+    def _unbuilt_today(self, attempt: Attempt, exc: CraError) -> list[Attempt]:
+        """After an attempt as of a date failed on sdists that do not build here: the same
+        date with those packages today's, the era's other packages still of their time.
+
+        PyYAML 5.4.1 and 6.0 have no wheel for Python 3.11 and their sdists no longer build
+        (Cython 3); on attrs, 8 eras of 2021-2022 fell back to the newest packages for that
+        alone, and the newest jsonschema (via pytest-mypy-plugins) imports ``referencing``,
+        which needs an attrs newer than those commits: every test run there was an env_error.
+        """
+        if not (self.per_package and attempt.as_of and isinstance(exc, UnbuildableSdist)):
+            return []
+        unbuilt = tuple(dict.fromkeys((*attempt.unbuilt, *exc.names)))
+        if unbuilt == attempt.unbuilt:
+            return []
+        label = f"{attempt.label}, with the newest {', '.join(unbuilt)}"
+        newest = tuple(dict.fromkeys((*attempt.newest, *unbuilt)))
+        return [replace(attempt, label=label, newest=newest, unbuilt=unbuilt)]
 
     def _fill_and_verify(self, attempt: Attempt, stand_ins: list[str]) -> None:
         from appliance.packaging.wheelhouse import fill_wheelhouse, verify_wheelhouse
@@ -362,9 +387,11 @@ class _EraJob:
                               find_links=links, no_index=self.pk.no_index)
 
 
-def _some(names: tuple[str, ...], shown: int = 4) -> str:
-    """``a, b, c, d and 12 more``, the test runner always named."""
-    first = [n for n in names if n in TEST_RUNNER] + [n for n in names if n not in TEST_RUNNER]
+def _some(names: tuple[str, ...], named: tuple[str, ...] = (), shown: int = 4) -> str:
+    """``a, b, c, d and 12 more``, ``named`` and the test runner always named."""
+    always = [*named, *(n for n in TEST_RUNNER if n not in named)]
+    first = [n for n in always if n in names] + [n for n in names if n not in always]
+    shown = max(shown, len([n for n in always if n in names]))
     if len(first) <= shown:
         return ", ".join(first)
     return f"{', '.join(first[:shown])} and {len(first) - shown} more"

@@ -46,7 +46,14 @@ from packaging.utils import (
 )
 
 from appliance.atomic import write_atomic
-from appliance.errors import BrokenTools, ConfigError, Failed, LockError, MissingWheel
+from appliance.errors import (
+    BrokenTools,
+    ConfigError,
+    Failed,
+    LockError,
+    MissingWheel,
+    UnbuildableSdist,
+)
 from appliance.hashing import sha256_file
 from appliance.pipenv import clean_pip_env
 from appliance.records import EraRecord
@@ -539,7 +546,7 @@ def fill_wheelhouse(
     no_index: bool = False,
     log: Path | None = None,
     cache_dir: Path | None = None,
-    unbuildable: dict[tuple[str, str, str], MissingWheel] | None = None,
+    unbuildable: dict[tuple[str, str, str], UnbuildableSdist] | None = None,
 ) -> FillReport:
     """Put a wheel for every pin of ``lock`` that applies to ``python`` into ``wheelhouse``.
 
@@ -553,7 +560,7 @@ def fill_wheelhouse(
     has no wheel.
 
     ``unbuildable`` (shared by the eras of one ``corpus add``): ``(name, version, python)``
-    -> the ``MissingWheel`` of an sdist whose build failed. A lock pinning one of them
+    -> the ``UnbuildableSdist`` of an sdist whose build failed. A lock pinning one of them
     fails at once with that error (its log the first build's) instead of building it
     again: on attrs (benchmarks/packaging.py, uv mode) the sdists of PyYAML 5.4.1 and 6.0
     (no wheel for 3.11) failed to build 16 times, in 8 eras and their fallback steps:
@@ -590,8 +597,9 @@ def fill_wheelhouse(
     ]
     if known:
         entry, error = known[0]
-        raise MissingWheel(
+        raise UnbuildableSdist(
             f"{error.message} (an earlier era's build of {entry.name}=={entry.version}; not tried again)",
+            names=tuple(dict.fromkeys(e.name for e, _ in known)),
             hint=error.hint,
         )
 
@@ -644,7 +652,7 @@ def _download_missing(
     log: Path | None,
     cache_dir: Path | None,
     index_args: list[str],
-    unbuildable: dict[tuple[str, str, str], MissingWheel] | None = None,
+    unbuildable: dict[tuple[str, str, str], UnbuildableSdist] | None = None,
 ) -> None:
     """Fetch (or build) a wheel for every missing pin in one pip run, then move them in.
 
@@ -685,7 +693,8 @@ def _download_missing(
                     f"no wheel of {', '.join(pins)} for Python {python}: the index has only an "
                     f"sdist and building it failed{': ' + cause if cause else ''}"
                 )
-                error = MissingWheel(message, hint=_see_log(log))
+                names = tuple(dict.fromkeys(e.name for e in missing if e.name in failed))
+                error = UnbuildableSdist(message, names=names, hint=_see_log(log))
                 if unbuildable is not None:
                     for e in missing:
                         if e.name in failed:
