@@ -228,7 +228,10 @@ def test_one_era_that_cannot_be_built_never_sinks_the_repo(
     # the package and the cause are named, not only the lock file
     assert "no wheel of oldast==1.4.3 for Python" in bad["error"]
     assert "oldast only builds on Python < 3.8" in bad["error"]
-    assert bad["notes"] and all("oldast" in n for n in bad["notes"])
+    # every step names oldast, but the one that needs a setuptools < 82, which the test's
+    # wheel folder (today's setuptools only) cannot give: that step says so instead
+    assert bad["notes"] and all("oldast" in n or "you require setuptools<82" in n for n in bad["notes"])
+    assert sum("oldast" in n for n in bad["notes"]) >= 3, bad["notes"]
     assert not (home.locks_dir("calc") / f"{bad['key']}.txt").exists()
     assert not list(home.wheelhouse("calc").glob("oldast*"))
     with Database(home.db_path) as db:
