@@ -21,7 +21,7 @@ from appliance.cli import main
 from appliance.config import Home
 from appliance.db.core import Database
 from appliance.db.corpus import get_commits, get_eras
-from appliance.errors import MissingWheel
+from appliance.errors import MissingWheel, UnbuildableSdist
 from appliance.hashing import sha256_file
 from appliance.packaging.eras import (
     attempts_for,
@@ -31,6 +31,7 @@ from appliance.packaging.eras import (
     pythons_for,
 )
 from appliance.packaging.wheelhouse import (
+    BuildKey,
     LockRequest,
     drop_from_lock,
     fill_wheelhouse,
@@ -257,14 +258,14 @@ def test_an_sdist_that_failed_to_build_is_not_built_again_for_another_era(
     lock = tmp_path / "lock.txt"
     lock.write_text(f"oldast==1.4.3 \\\n    --hash=sha256:{sha256_file(sdist)}\n")
     links = [wheel_cache, tmp_path / "sdists"]
-    unbuildable: dict[tuple[str, str, str], MissingWheel] = {}
+    unbuildable: dict[BuildKey, UnbuildableSdist] = {}
     logs = [tmp_path / "era-1.log", tmp_path / "era-2.log"]
     with pytest.raises(MissingWheel) as first:
         fill_wheelhouse(lock, tmp_path / "wh", PY, find_links=links, no_index=True, log=logs[0],
                         unbuildable=unbuildable)
     assert "no wheel of oldast==1.4.3" in str(first.value)
     assert "oldast only builds on Python < 3.8" in str(first.value)
-    assert list(unbuildable) == [("oldast", "1.4.3", PY)]
+    assert list(unbuildable) == [("oldast", "1.4.3", PY, (f"sha256:{sha256_file(sdist)}",))]
     with pytest.raises(MissingWheel) as again:
         fill_wheelhouse(lock, tmp_path / "wh", PY, find_links=links, no_index=True, log=logs[1],
                         unbuildable=unbuildable)
@@ -272,6 +273,15 @@ def test_an_sdist_that_failed_to_build_is_not_built_again_for_another_era(
     assert again.value.hint == first.value.hint and str(logs[0]) in (again.value.hint or "")
     assert " pip wheel " in logs[0].read_text()
     assert not logs[1].exists()  # no pip run at all
+    # the same version with other files allowed (a lock of a later date, which has its wheel
+    # too) is tried again
+    other = tmp_path / "later.txt"
+    other.write_text(f"oldast==1.4.3 \\\n    --hash=sha256:{sha256_file(sdist)} \\\n    --hash=sha256:{'0' * 64}\n")
+    with pytest.raises(MissingWheel) as later:
+        fill_wheelhouse(other, tmp_path / "wh", PY, find_links=links, no_index=True, log=logs[1],
+                        unbuildable=unbuildable)
+    assert "not tried again" not in later.value.message and " pip wheel " in logs[1].read_text()
+    logs[1].unlink()
     # without the memo (another run of corpus add) the build is tried again
     with pytest.raises(MissingWheel):
         fill_wheelhouse(lock, tmp_path / "wh", PY, find_links=links, no_index=True, log=logs[1])

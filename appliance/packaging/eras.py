@@ -51,7 +51,7 @@ from packaging.utils import canonicalize_name, canonicalize_version, parse_wheel
 from appliance.config import Home, PackagingConfig
 from appliance.errors import CraError, UnbuildableSdist
 from appliance.hashing import sha256_file
-from appliance.packaging.wheelhouse import resolve_names
+from appliance.packaging.wheelhouse import BuildKey, resolve_names
 from appliance.records import EraRecord
 from harness.envs import find_uv
 from harness.git import git
@@ -253,7 +253,7 @@ def package_eras(
     landed = landed_at(repo_dir, [s for e in eras for s in e.commits]) if pk.lock_as_of else {}
     uv = pk.lock_tool != "pip-compile" and find_uv() is not None
     fill_lock = threading.Lock()
-    unbuildable: dict[tuple[str, str, str], UnbuildableSdist] = {}  # filled under fill_lock
+    unbuildable: dict[BuildKey, UnbuildableSdist] = {}  # filled under fill_lock
     own_fallback = canonicalize_name(name)
     links = [Path(p) for p in pk.find_links]
 
@@ -296,7 +296,7 @@ class _EraJob:
     clock: _Clock
     fill_lock: threading.Lock
     own: str
-    unbuildable: dict[tuple[str, str, str], UnbuildableSdist]  # sdists that failed to build, any era
+    unbuildable: dict[BuildKey, UnbuildableSdist]  # sdists that failed to build, any era
     per_package: bool = False  # the lock tool takes single packages as of today (uv)
     notes: list[str] = field(default_factory=list)
 
@@ -358,10 +358,10 @@ class _EraJob:
         """After an attempt as of a date failed on sdists that do not build here: the same
         date with those packages today's, the era's other packages still of their time.
 
-        PyYAML 5.4.1 and 6.0 have no wheel for Python 3.11 and their sdists no longer build
-        (Cython 3); on attrs, 8 eras of 2021-2022 fell back to the newest packages for that
+        PyYAML 5.4.1 and 6.0 had no wheel for Python 3.11 before October 2022 and their
+        sdists no longer build (Cython 3); on attrs, 8 eras of 2021-2022 fell back to the newest packages for that
         alone, and the newest jsonschema (via pytest-mypy-plugins) imports ``referencing``,
-        which needs an attrs newer than those commits: every test run there was an env_error.
+        which needs an attrs newer than those commits: the 5 of their commits validated were env_errors.
         """
         if not (self.per_package and attempt.as_of and isinstance(exc, UnbuildableSdist)):
             return []

@@ -526,6 +526,9 @@ def wheel_inventory(wheelhouse: Path) -> list[dict[str, str | int]]:
 # Filling
 
 
+BuildKey = tuple[str, str, str, tuple[str, ...]]  # name, version, python, the pin's hashes
+
+
 @dataclass
 class FillReport:
     """What ``fill_wheelhouse`` did, file names only."""
@@ -546,7 +549,7 @@ def fill_wheelhouse(
     no_index: bool = False,
     log: Path | None = None,
     cache_dir: Path | None = None,
-    unbuildable: dict[tuple[str, str, str], UnbuildableSdist] | None = None,
+    unbuildable: dict[BuildKey, UnbuildableSdist] | None = None,
 ) -> FillReport:
     """Put a wheel for every pin of ``lock`` that applies to ``python`` into ``wheelhouse``.
 
@@ -559,11 +562,14 @@ def fill_wheelhouse(
     hash (see the module docstring). Raises ``MissingWheel`` naming every pin that still
     has no wheel.
 
-    ``unbuildable`` (shared by the eras of one ``corpus add``): ``(name, version, python)``
-    -> the ``UnbuildableSdist`` of an sdist whose build failed. A lock pinning one of them
+    ``unbuildable`` (shared by the eras of one ``corpus add``): ``(name, version, python,
+    the pin's hashes)`` -> the ``UnbuildableSdist`` of an sdist whose build failed. The
+    hashes are part of the key because the files a pin may use depend on the lock's date:
+    PyYAML 6.0's wheels for 3.11 were uploaded after 6.0 itself, so a lock as of mid-2022
+    has only its sdist and one of 2023 has the wheel too. A lock pinning one of them
     fails at once with that error (its log the first build's) instead of building it
     again: on attrs (benchmarks/packaging.py, uv mode) the sdists of PyYAML 5.4.1 and 6.0
-    (no wheel for 3.11) failed to build 16 times, in 8 eras and their fallback steps:
+    (no wheel for 3.11 as of those dates) failed to build 16 times, in 8 eras and their fallback steps:
     333 s of the 820 s spent filling.
     """
     lock, wheelhouse = Path(lock), Path(wheelhouse)
@@ -652,7 +658,7 @@ def _download_missing(
     log: Path | None,
     cache_dir: Path | None,
     index_args: list[str],
-    unbuildable: dict[tuple[str, str, str], UnbuildableSdist] | None = None,
+    unbuildable: dict[BuildKey, UnbuildableSdist] | None = None,
 ) -> None:
     """Fetch (or build) a wheel for every missing pin in one pip run, then move them in.
 
@@ -726,8 +732,8 @@ def _download_missing(
                 report.built_from[path.name] = sdist or f"the sdist of {name}=={version}"
 
 
-def _build_key(entry: LockEntry, python: str) -> tuple[str, str, str]:
-    return (entry.name, canonicalize_version(entry.version), python)
+def _build_key(entry: LockEntry, python: str) -> BuildKey:
+    return (entry.name, canonicalize_version(entry.version), python, tuple(sorted(entry.hashes)))
 
 
 _FAILED_BUILD = re.compile(
