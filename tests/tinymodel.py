@@ -41,19 +41,18 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from appliance.demo_model import (  # one chat format for both tiny models
+    BOS,
+    CHAT_TEMPLATE,
+    EOS,
+    IM_START,
+)
 from appliance.training.gguf import convert_lora, convert_model
 
 REPO = Path(__file__).resolve().parent.parent
 CACHE_ROOT = REPO / ".pytest_cache" / "cra-tinymodel"
 RECIPE_VERSION = 1
 
-BOS, EOS, IM_START = "<s>", "<|im_end|>", "<|im_start|>"
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 PLAN_SYSTEM = "You are the planner. Answer with a JSON plan."
 
 # What the model and its adapter are trained on, and what tests should ask.
