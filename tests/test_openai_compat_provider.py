@@ -19,7 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from tinymodel import named_files, plan_prompt, tiny_model  # tests/ is on sys.path (conftest.py)
+from tinymodel import (  # tests/ is on sys.path (conftest.py)
+    check_samples,
+    named_files,
+    plan_prompt,
+    tiny_model,
+)
 
 from appliance.db.core import Database
 from appliance.db.runs import list_calls
@@ -232,8 +237,7 @@ def test_n_samples_from_a_server_that_returns_one_choice(server, db: Database) -
     client = _client(server["url"], db)
     out = client.complete(plan_prompt(TASK, FILES), stage="plan", json_schema=plan_json_schema(FILES),
                           temperature=0.9, n=2, seed=5, max_tokens=256)
-    assert out.ok and len(out.texts) == 2
-    assert all(named_files(t) <= set(FILES) for t in out.texts)
+    check_samples(out, FILES, 2)
     (row,) = list_calls(db)
     assert row.n == 2 and len(row.responses) == 2
 
