@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from appliance.training.stats import resampled_means
+
 
 @dataclass(frozen=True)
 class Difference:
@@ -80,7 +82,7 @@ def paired_bootstrap(
         return Difference(n, float(cand.mean()), float(base.mean()), diff, diff, diff, level,
                           1.0 if diff > 0 else 0.0)
     rng = np.random.default_rng(seed)
-    means = _resampled_means(d, resamples, rng)
+    means = resampled_means(d, resamples, rng)
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return Difference(n, float(cand.mean()), float(base.mean()), diff, float(low), float(high), level,
@@ -96,18 +98,10 @@ def mean_interval(values: Sequence[float], *, resamples: int = 2000, level: floa
     mean = float(v.mean())
     if len(v) == 1 or np.all(v == v[0]):
         return mean, mean, mean
-    means = _resampled_means(v, resamples, np.random.default_rng(seed))
+    means = resampled_means(v, resamples, np.random.default_rng(seed))
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])
     return mean, float(low), float(high)
-
-
-def _resampled_means(values: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
-    # Drawing n indices with replacement is drawing multinomial counts over the n tasks: the
-    # same bootstrap at a cost of resamples x n either way, without an n x resamples index array.
-    n = len(values)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples)
-    return counts @ values / n
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
